@@ -1,0 +1,216 @@
+/**
+ * Typed configuration of the node. This is the only module that reads `process.env`;
+ * every other module receives a {@link Config}. The settings table in
+ * `docs/configuration.md` lists the same variables.
+ */
+import path from "node:path";
+import { z } from "zod";
+
+export const ROLES = ["all", "web", "worker"] as const;
+export type Role = (typeof ROLES)[number];
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const RUN_MODES = ["production", "development", "test"] as const;
+export type RunMode = (typeof RUN_MODES)[number];
+
+export interface Config {
+  readonly mode: RunMode;
+  readonly role: Role;
+  readonly listenHost: string;
+  readonly port: number;
+  /** Canonical origin of every ActivityPub URI this node mints, e.g. `https://node.example.com`. */
+  readonly origin: URL;
+  /** The Pepeunit instance domain: the first level of every MQTT topic of this instance. */
+  readonly pepeunitDomain: string;
+  readonly nodeName: string;
+  readonly dataDir: string;
+  /** `undefined` means: start embedded PostgreSQL under `dataDir/postgres`. */
+  readonly databaseUrl: string | undefined;
+  readonly embeddedPostgresPort: number;
+  readonly databasePoolSize: number;
+  /** `undefined` means: generate one and keep it in `dataDir/admin-token`. */
+  readonly adminToken: string | undefined;
+  readonly logLevel: LogLevel;
+  readonly logFormat: "text" | "json";
+  /** Test and development only: lets Fedify fetch from loopback and private addresses. */
+  readonly allowPrivateAddress: boolean;
+  readonly maxInboxBodyBytes: number;
+  readonly maxApiBodyBytes: number;
+  readonly pepeunitDatabaseUrl: string | undefined;
+  readonly pepeunitImportIntervalSeconds: number;
+  readonly queuePollIntervalMs: number;
+}
+
+/** Raised when a setting is missing or malformed; the message names each variable and the fix. */
+export class ConfigError extends Error {
+  readonly issues: readonly string[];
+
+  constructor(issues: readonly string[]) {
+    super(`Invalid configuration:\n  - ${issues.join("\n  - ")}`);
+    this.name = "ConfigError";
+    this.issues = issues;
+  }
+}
+
+const booleanText = z
+  .enum(["true", "false", "1", "0", "yes", "no"], {
+    error: "expected true or false",
+  })
+  .transform((value) => value === "true" || value === "1" || value === "yes");
+
+const portText = z.coerce
+  .number({ error: "expected a TCP port number" })
+  .int("expected a whole number")
+  .min(1, "expected a port from 1 to 65535")
+  .max(65535, "expected a port from 1 to 65535");
+
+function positiveInteger(unit: string) {
+  return z.coerce
+    .number({ error: `expected a whole number of ${unit}` })
+    .int(`expected a whole number of ${unit}`)
+    .positive(`expected a positive number of ${unit}`);
+}
+
+const postgresUrl = z
+  .string()
+  .refine((value) => /^postgres(ql)?:\/\//.test(value), {
+    message: "expected a URL such as postgres://user:password@127.0.0.1:5432/pepeunit_node",
+  });
+
+const originText = z.string().transform((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: "custom", message: "expected a URL such as https://node.example.com" });
+    return z.NEVER;
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    ctx.addIssue({ code: "custom", message: "expected an http:// or https:// URL" });
+    return z.NEVER;
+  }
+  if (url.pathname !== "/" || url.search !== "" || url.hash !== "") {
+    ctx.addIssue({
+      code: "custom",
+      message: `expected an origin without path, query or fragment, such as ${url.origin}`,
+    });
+    return z.NEVER;
+  }
+  return new URL(url.origin);
+});
+
+const domainText = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(
+    /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$/,
+    "expected a lower-case domain name such as unit.example.com",
+  );
+
+const tokenText = z
+  .string()
+  .min(32, "expected at least 32 characters; generate one with `openssl rand -hex 32`");
+
+const environmentSchema = z.object({
+  PU_NODE_ENV: z.enum(RUN_MODES).default("production"),
+  PU_NODE_ROLE: z.enum(ROLES).default("all"),
+  PU_NODE_LISTEN_HOST: z.string().min(1).default("127.0.0.1"),
+  PU_NODE_PORT: portText.default(8080),
+  PU_NODE_ORIGIN: originText.optional(),
+  PU_NODE_PEPEUNIT_DOMAIN: domainText.optional(),
+  PU_NODE_NAME: z.string().min(1).max(100).default("Pepeunit Node"),
+  PU_NODE_DATA_DIR: z.string().min(1).default("./data"),
+  PU_NODE_DATABASE_URL: postgresUrl.optional(),
+  PU_NODE_EMBEDDED_POSTGRES_PORT: portText.default(5439),
+  PU_NODE_DATABASE_POOL_SIZE: positiveInteger("connections").default(10),
+  PU_NODE_ADMIN_TOKEN: tokenText.optional(),
+  PU_NODE_LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  PU_NODE_LOG_FORMAT: z.enum(["text", "json"]).default("text"),
+  PU_NODE_ALLOW_PRIVATE_ADDRESS: booleanText.default(false),
+  PU_NODE_MAX_INBOX_BODY_BYTES: positiveInteger("bytes").default(262144),
+  PU_NODE_MAX_API_BODY_BYTES: positiveInteger("bytes").default(1048576),
+  PU_NODE_PEPEUNIT_DATABASE_URL: postgresUrl.optional(),
+  PU_NODE_PEPEUNIT_IMPORT_INTERVAL_SECONDS: positiveInteger("seconds").default(300),
+  PU_NODE_QUEUE_POLL_INTERVAL_MS: positiveInteger("milliseconds").default(1000),
+});
+
+/** Example values shown in error messages, one per variable. */
+const EXAMPLES: Record<string, string> = {
+  PU_NODE_ENV: "production",
+  PU_NODE_ROLE: "all",
+  PU_NODE_PORT: "8080",
+  PU_NODE_ORIGIN: "https://node.example.com",
+  PU_NODE_PEPEUNIT_DOMAIN: "unit.example.com",
+  PU_NODE_DATABASE_URL: "postgres://pepeunit:secret@127.0.0.1:5432/pepeunit_node",
+  PU_NODE_ADMIN_TOKEN: "$(openssl rand -hex 32)",
+  PU_NODE_LOG_LEVEL: "info",
+  PU_NODE_ALLOW_PRIVATE_ADDRESS: "false",
+};
+
+/** Reads every `PU_NODE_*` setting from `env`, or throws {@link ConfigError} listing all problems. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(environmentSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== "") input[key] = value;
+  }
+
+  const parsed = environmentSchema.safeParse(input);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => {
+      const variable = String(issue.path[0] ?? "environment");
+      const example = EXAMPLES[variable];
+      const given = input[variable];
+      const shown = given === undefined ? "" : ` (got ${JSON.stringify(redact(variable, given))})`;
+      return `${variable}: ${issue.message}${shown}${example ? `; example: ${variable}=${example}` : ""}`;
+    });
+    throw new ConfigError(issues);
+  }
+
+  const values = parsed.data;
+  const problems: string[] = [];
+
+  if (values.PU_NODE_ALLOW_PRIVATE_ADDRESS && values.PU_NODE_ENV === "production") {
+    problems.push(
+      "PU_NODE_ALLOW_PRIVATE_ADDRESS: true is refused in production because it lets peers make " +
+        "the node fetch private addresses; set PU_NODE_ENV=development or test, or remove it",
+    );
+  }
+
+  const origin = values.PU_NODE_ORIGIN ?? new URL(`http://localhost:${values.PU_NODE_PORT}`);
+  const pepeunitDomain = values.PU_NODE_PEPEUNIT_DOMAIN ?? origin.hostname;
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    mode: values.PU_NODE_ENV,
+    role: values.PU_NODE_ROLE,
+    listenHost: values.PU_NODE_LISTEN_HOST,
+    port: values.PU_NODE_PORT,
+    origin,
+    pepeunitDomain,
+    nodeName: values.PU_NODE_NAME,
+    dataDir: path.resolve(values.PU_NODE_DATA_DIR),
+    databaseUrl: values.PU_NODE_DATABASE_URL,
+    embeddedPostgresPort: values.PU_NODE_EMBEDDED_POSTGRES_PORT,
+    databasePoolSize: values.PU_NODE_DATABASE_POOL_SIZE,
+    adminToken: values.PU_NODE_ADMIN_TOKEN,
+    logLevel: values.PU_NODE_LOG_LEVEL,
+    logFormat: values.PU_NODE_LOG_FORMAT,
+    allowPrivateAddress: values.PU_NODE_ALLOW_PRIVATE_ADDRESS,
+    maxInboxBodyBytes: values.PU_NODE_MAX_INBOX_BODY_BYTES,
+    maxApiBodyBytes: values.PU_NODE_MAX_API_BODY_BYTES,
+    pepeunitDatabaseUrl: values.PU_NODE_PEPEUNIT_DATABASE_URL,
+    pepeunitImportIntervalSeconds: values.PU_NODE_PEPEUNIT_IMPORT_INTERVAL_SECONDS,
+    queuePollIntervalMs: values.PU_NODE_QUEUE_POLL_INTERVAL_MS,
+  };
+}
+
+function redact(variable: string, value: string): string {
+  if (variable.endsWith("_TOKEN") || variable.endsWith("_SECRET")) return "<hidden>";
+  if (variable.endsWith("_URL")) return value.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:<hidden>@");
+  return value;
+}

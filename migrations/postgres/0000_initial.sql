@@ -1,3 +1,18 @@
+CREATE TABLE "announced_entities" (
+	"entity_id" uuid PRIMARY KEY NOT NULL,
+	"entity_kind" text NOT NULL,
+	"repo_id" uuid,
+	"announced_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "catalogue_changes" (
+	"id" bigserial PRIMARY KEY NOT NULL,
+	"entity_kind" text NOT NULL,
+	"entity_id" uuid NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "catalogue_changes_entity_kind_check" CHECK ("catalogue_changes"."entity_kind" in ('repo', 'unit'))
+);
+--> statement-breakpoint
 CREATE TABLE "import_cursors" (
 	"table_name" text PRIMARY KEY NOT NULL,
 	"last_seen_at" timestamp with time zone,

@@ -1,5 +1,6 @@
 import { type SQL, sql } from "drizzle-orm";
 import {
+  bigserial,
   boolean,
   check,
   customType,
@@ -132,3 +133,39 @@ export type Unit = typeof units.$inferSelect;
 export type NewUnit = typeof units.$inferInsert;
 export type UnitNode = typeof unitNodes.$inferSelect;
 export type NewUnitNode = typeof unitNodes.$inferInsert;
+
+export const CATALOGUE_ENTITY_KINDS = ["repo", "unit"] as const;
+export type CatalogueEntityKind = (typeof CATALOGUE_ENTITY_KINDS)[number];
+
+/**
+ * Transactional outbox of catalogue changes. Every write to `repos`, `units` or `unit_nodes`
+ * adds a row in the same transaction; the worker turns rows into ActivityPub deliveries, so a
+ * crash between commit and delivery loses nothing.
+ */
+export const catalogueChanges = pgTable(
+  "catalogue_changes",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    entityKind: text("entity_kind", { enum: CATALOGUE_ENTITY_KINDS }).notNull(),
+    entityId: uuid("entity_id").notNull(),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    check(
+      "catalogue_changes_entity_kind_check",
+      sql`${table.entityKind} in (${sqlList(CATALOGUE_ENTITY_KINDS)})`,
+    ),
+  ],
+);
+
+/**
+ * What this node has announced to its followers, per local entity: lets the publisher choose
+ * Create, Update or Delete from the current row alone, whatever happened in between.
+ */
+export const announcedEntities = pgTable("announced_entities", {
+  entityId: uuid("entity_id").primaryKey(),
+  entityKind: text("entity_kind", { enum: CATALOGUE_ENTITY_KINDS }).notNull(),
+  /** Repo id of a Unit, kept so a Delete can still name the Repo after the row is gone. */
+  repoId: uuid("repo_id"),
+  announcedAt: timestamp("announced_at", { withTimezone: true }).notNull().defaultNow(),
+});

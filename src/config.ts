@@ -73,11 +73,9 @@ function positiveInteger(unit: string) {
     .positive(`expected a positive number of ${unit}`);
 }
 
-const postgresUrl = z
-  .string()
-  .refine((value) => /^postgres(ql)?:\/\//.test(value), {
-    message: "expected a URL such as postgres://user:password@127.0.0.1:5432/pepeunit_node",
-  });
+const postgresUrl = z.string().refine((value) => /^postgres(ql)?:\/\//.test(value), {
+  message: "expected a URL such as postgres://user:password@127.0.0.1:5432/pepeunit_node",
+});
 
 const originText = z.string().transform((value, ctx) => {
   let url: URL;

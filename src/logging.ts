@@ -4,6 +4,7 @@
  * Fedify logs under its own `fedify` category and is configured here too.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { inspect } from "node:util";
 import {
   configure,
   dispose,
@@ -50,7 +51,13 @@ export interface LoggingOptions {
  */
 export async function setUpLogging(options: LoggingOptions): Promise<void> {
   const formatter =
-    options.format === "json" ? getJsonLinesFormatter() : getTextFormatter({ timestamp: "date-time" });
+    options.format === "json"
+      ? getJsonLinesFormatter()
+      : getTextFormatter({
+          timestamp: "date-time",
+          // Strings print bare, so URLs and ids can be copied from the log as they are.
+          value: (value) => (typeof value === "string" ? value : inspect(value, { depth: 4 })),
+        });
   await configure({
     reset: true,
     contextLocalStorage: new AsyncLocalStorage(),

@@ -29,7 +29,10 @@ export function withDatabase(adminUrl: string, name: string): string {
 
 /** Creates an empty, migrated database named after `label` on the test server. */
 export async function createTestDatabase(adminUrl: string, label = "t"): Promise<TestDatabase> {
-  const safeLabel = label.toLowerCase().replace(/[^a-z0-9]+/g, "_").slice(0, 30);
+  const safeLabel = label
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "_")
+    .slice(0, 30);
   const name = `${safeLabel}_${randomUUID().replaceAll("-", "").slice(0, 12)}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();

@@ -108,9 +108,10 @@ CREATE TABLE "federated_units" (
 );
 --> statement-breakpoint
 CREATE TABLE "fedify_kv" (
-	"key" text PRIMARY KEY NOT NULL,
+	"key" text[] PRIMARY KEY NOT NULL,
 	"value" jsonb NOT NULL,
-	"expires_at" timestamp with time zone
+	"expires_at" timestamp with time zone,
+	CONSTRAINT "fedify_kv_key_not_empty" CHECK (cardinality("fedify_kv"."key") > 0)
 );
 --> statement-breakpoint
 CREATE TABLE "inbound_follows" (
@@ -126,6 +127,7 @@ CREATE TABLE "outbound_follows" (
 	"remote_actor_id" uuid NOT NULL,
 	"follow_activity_iri" text NOT NULL,
 	"state" text DEFAULT 'pending' NOT NULL,
+	"backfilled_at" timestamp with time zone,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "outbound_follows_remote_actor_unique" UNIQUE("remote_actor_id"),
@@ -142,12 +144,17 @@ CREATE TABLE "processed_activities" (
 CREATE TABLE "queue_messages" (
 	"id" bigserial PRIMARY KEY NOT NULL,
 	"queue" text NOT NULL,
-	"payload" jsonb NOT NULL,
+	"payload" json NOT NULL,
 	"ordering_key" text,
 	"available_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"leased_until" timestamp with time zone,
+	"lease_token" uuid,
 	"attempts" integer DEFAULT 0 NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL
+	"last_error" text,
+	"failed_at" timestamp with time zone,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "queue_messages_attempts_check" CHECK ("queue_messages"."attempts" >= 0),
+	CONSTRAINT "queue_messages_lease_check" CHECK (("queue_messages"."leased_until" is null) = ("queue_messages"."lease_token" is null))
 );
 --> statement-breakpoint
 CREATE TABLE "remote_actors" (
@@ -193,8 +200,10 @@ CREATE INDEX "units_repo_id_idx" ON "units" USING btree ("repo_id");--> statemen
 CREATE INDEX "federated_repos_search_document_idx" ON "federated_repos" USING gin ("search_document");--> statement-breakpoint
 CREATE INDEX "federated_repos_origin_host_idx" ON "federated_repos" USING btree ("origin_host");--> statement-breakpoint
 CREATE INDEX "federated_units_repo_iri_idx" ON "federated_units" USING btree ("repo_iri");--> statement-breakpoint
-CREATE INDEX "fedify_kv_expires_at_idx" ON "fedify_kv" USING btree ("expires_at");--> statement-breakpoint
+CREATE INDEX "fedify_kv_expires_at_idx" ON "fedify_kv" USING btree ("expires_at") WHERE "fedify_kv"."expires_at" is not null;--> statement-breakpoint
 CREATE UNIQUE INDEX "inbound_follows_actor_follower_unique" ON "inbound_follows" USING btree ("actor_identifier","remote_actor_id");--> statement-breakpoint
 CREATE INDEX "processed_activities_processed_at_idx" ON "processed_activities" USING btree ("processed_at");--> statement-breakpoint
-CREATE INDEX "queue_messages_queue_available_idx" ON "queue_messages" USING btree ("queue","available_at","id");--> statement-breakpoint
+CREATE INDEX "queue_messages_pending_idx" ON "queue_messages" USING btree ("queue","id") WHERE "queue_messages"."failed_at" is null;--> statement-breakpoint
+CREATE INDEX "queue_messages_ordering_key_idx" ON "queue_messages" USING btree ("queue","ordering_key","id") WHERE "queue_messages"."ordering_key" is not null and "queue_messages"."failed_at" is null;--> statement-breakpoint
+CREATE INDEX "queue_messages_available_at_idx" ON "queue_messages" USING btree ("queue","available_at") WHERE "queue_messages"."failed_at" is null;--> statement-breakpoint
 CREATE INDEX "remote_actors_host_idx" ON "remote_actors" USING btree ("host");

@@ -23,7 +23,8 @@ export type UnitNodeType = (typeof UNIT_NODE_TYPES)[number];
 /** A known firmware version of a Repo: a git tag, or a commit on the default branch. */
 export interface RepoVersion {
   tag: string | null;
-  commit: string;
+  /** `null` when only the tag is known: Pepeunit's `releases_data` lists tags without commits. */
+  commit: string | null;
 }
 
 export const tsvector = customType<{ data: string }>({

@@ -1,3 +1,4 @@
+import type { webcrypto } from "node:crypto";
 import { type SQL, sql } from "drizzle-orm";
 import {
   bigserial,
@@ -5,6 +6,7 @@ import {
   check,
   index,
   integer,
+  json,
   jsonb,
   pgTable,
   primaryKey,
@@ -22,11 +24,13 @@ export const actorKeys = pgTable(
   {
     actorIdentifier: text("actor_identifier").notNull(),
     algorithm: text("algorithm", { enum: ["RSASSA-PKCS1-v1_5", "Ed25519"] }).notNull(),
-    privateKey: jsonb("private_key").$type<JsonWebKey>().notNull(),
-    publicKey: jsonb("public_key").$type<JsonWebKey>().notNull(),
+    privateKey: jsonb("private_key").$type<webcrypto.JsonWebKey>().notNull(),
+    publicKey: jsonb("public_key").$type<webcrypto.JsonWebKey>().notNull(),
     createdAt: createdAt(),
   },
-  (table) => [primaryKey({ name: "actor_keys_pk", columns: [table.actorIdentifier, table.algorithm] })],
+  (table) => [
+    primaryKey({ name: "actor_keys_pk", columns: [table.actorIdentifier, table.algorithm] }),
+  ],
 );
 
 /** ActivityPub actors of other servers that this node has seen: mostly other nodes' instance actors. */
@@ -64,10 +68,14 @@ export const outboundFollows = pgTable(
       .references(() => remoteActors.id, { onDelete: "cascade" }),
     followActivityIri: text("follow_activity_iri").notNull(),
     state: text("state", { enum: FOLLOW_STATES }).notNull().default("pending"),
+    /** When the peer's outbox was last read into the catalogue; null means a backfill is due. */
+    backfilledAt: timestamp("backfilled_at", { withTimezone: true }),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
-  (table) => [check("outbound_follows_state_check", sql`${table.state} in (${sqlList(FOLLOW_STATES)})`)],
+  (table) => [
+    check("outbound_follows_state_check", sql`${table.state} in (${sqlList(FOLLOW_STATES)})`),
+  ],
 );
 
 /** Followers of this node's actors: `instance` or a Repo id as the followed actor identifier. */
@@ -162,32 +170,68 @@ export const processedActivities = pgTable(
   (table) => [index("processed_activities_processed_at_idx").on(table.processedAt)],
 );
 
-/** Backing table of the Fedify key-value store. */
+/**
+ * Backing table of the Fedify key-value store (`federation/kv.ts`). The key keeps Fedify's key
+ * parts as an array, so a prefix matches whole parts only.
+ */
 export const fedifyKv = pgTable(
   "fedify_kv",
   {
-    key: text("key").primaryKey(),
+    key: text("key").array().primaryKey(),
     value: jsonb("value").notNull(),
+    /** Null for entries without a TTL; an entry past this instant is treated as absent. */
     expiresAt: timestamp("expires_at", { withTimezone: true }),
   },
-  (table) => [index("fedify_kv_expires_at_idx").on(table.expiresAt)],
+  (table) => [
+    check("fedify_kv_key_not_empty", sql`cardinality(${table.key}) > 0`),
+    index("fedify_kv_expires_at_idx")
+      .on(table.expiresAt)
+      .where(sql`${table.expiresAt} is not null`),
+  ],
 );
 
-/** Backing table of the Fedify message queue (and any other named queue of the node). */
+/**
+ * Backing table of the Fedify message queue (`federation/queue.ts`); several named queues share
+ * it. A row is deleted once its handler succeeds, so the table contains only pending, in-flight and
+ * failed messages.
+ */
 export const queueMessages = pgTable(
   "queue_messages",
   {
     id: bigserial("id", { mode: "number" }).primaryKey(),
     queue: text("queue").notNull(),
-    payload: jsonb("payload").notNull(),
+    /** `json`, not `jsonb`: the payload is only stored and returned, and `json` accepts `\u0000`. */
+    payload: json("payload").notNull(),
+    /** Messages with the same key are handled one at a time, in `id` order. */
     orderingKey: text("ordering_key"),
     availableAt: timestamp("available_at", { withTimezone: true }).notNull().defaultNow(),
     /** Set while a worker handles the message; an expired lease makes it available again. */
     leasedUntil: timestamp("leased_until", { withTimezone: true }),
+    /** Identifies the current lease, so a worker whose lease expired cannot finish another's. */
+    leaseToken: uuid("lease_token"),
+    /** How many times a worker has taken the message, including the current lease. */
     attempts: integer("attempts").notNull().default(0),
+    lastError: text("last_error"),
+    /** Set when the message ran out of attempts; failed rows are kept and never taken again. */
+    failedAt: timestamp("failed_at", { withTimezone: true }),
     createdAt: createdAt(),
   },
-  (table) => [index("queue_messages_queue_available_idx").on(table.queue, table.availableAt, table.id)],
+  (table) => [
+    check("queue_messages_attempts_check", sql`${table.attempts} >= 0`),
+    check(
+      "queue_messages_lease_check",
+      sql`(${table.leasedUntil} is null) = (${table.leaseToken} is null)`,
+    ),
+    index("queue_messages_pending_idx")
+      .on(table.queue, table.id)
+      .where(sql`${table.failedAt} is null`),
+    index("queue_messages_ordering_key_idx")
+      .on(table.queue, table.orderingKey, table.id)
+      .where(sql`${table.orderingKey} is not null and ${table.failedAt} is null`),
+    index("queue_messages_available_at_idx")
+      .on(table.queue, table.availableAt)
+      .where(sql`${table.failedAt} is null`),
+  ],
 );
 
 export type RemoteActor = typeof remoteActors.$inferSelect;

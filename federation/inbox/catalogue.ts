@@ -1,0 +1,153 @@
+/** Create, Update and Delete of Repos and Units published by instances this node follows. */
+import type { Context, InboxContext } from "@fedify/fedify";
+import { type Create, type Delete, Document, Service, type Update } from "@fedify/vocab";
+import type { Database } from "../../src/db/client.ts";
+import { getNodeLogger } from "../../src/logging.ts";
+import {
+  deleteFederatedObject,
+  upsertFederatedRepo,
+  upsertFederatedUnit,
+} from "../catalogue-store.ts";
+import { hostOf } from "../paths.ts";
+import { readRepoActor, readUnitObject, WireFormatError } from "../wire.ts";
+import { claimActivity, type InboxDependencies, isFollowedHost } from "./context.ts";
+
+const logger = getNodeLogger("federation", "inbox");
+
+/** What applying one published object did; used by the inbox and by outbox backfills. */
+export type ApplyOutcome = "stored" | "stale" | "ignored" | "duplicate";
+
+/**
+ * Stores a Repo (`Service`) or Unit (`Document`) published by `senderHost`. Objects from
+ * another origin than the sender, and objects of other types, are ignored.
+ */
+export async function applyPublishedObject(
+  db: Database,
+  ctx: Context<void>,
+  object: unknown,
+  senderHost: string,
+  activity?: { iri: string; actorIri: string; type: string },
+): Promise<ApplyOutcome> {
+  if (!(object instanceof Service) && !(object instanceof Document)) return "ignored";
+  const iri = object.id;
+  if (!iri || hostOf(iri) !== senderHost) {
+    logger.info("Ignored object {iri} sent by {senderHost}: it belongs to another origin", {
+      iri: iri?.href ?? "(no id)",
+      senderHost,
+    });
+    return "ignored";
+  }
+
+  let wire: Awaited<ReturnType<typeof readRepoActor>> | Awaited<ReturnType<typeof readUnitObject>>;
+  try {
+    wire = object instanceof Service ? await readRepoActor(object) : await readUnitObject(object);
+  } catch (error) {
+    if (!(error instanceof WireFormatError)) throw error;
+    logger.info("Ignored malformed object from {senderHost}: {message}", {
+      senderHost,
+      message: error.message,
+    });
+    return "ignored";
+  }
+
+  // A Unit may arrive before its Repo (deliveries are not ordered); fetch the Repo first.
+  if ("repoIri" in wire && hostOf(wire.repoIri) === senderHost) {
+    const repoIri = wire.repoIri;
+    const known = await db.query.federatedRepos.findFirst({
+      where: (table, { eq }) => eq(table.iri, repoIri),
+      columns: { iri: true },
+    });
+    if (!known) {
+      const repoActor = await ctx.lookupObject(repoIri);
+      if (repoActor instanceof Service) {
+        await applyPublishedObject(db, ctx, repoActor, senderHost);
+      }
+    }
+  }
+
+  const unitOrRepo = wire;
+  return await db.transaction(async (tx) => {
+    if (activity && !(await claimActivity(tx, activity.iri, activity.actorIri, activity.type))) {
+      return "duplicate";
+    }
+    const outcome =
+      "repoIri" in unitOrRepo
+        ? await upsertFederatedUnit(tx, unitOrRepo, senderHost)
+        : await upsertFederatedRepo(tx, unitOrRepo, senderHost);
+    if (outcome === "unknown-repo") {
+      logger.info("Ignored Unit {iri}: its Repo {repoIri} is not in the catalogue", {
+        iri: unitOrRepo.iri,
+        repoIri: "repoIri" in unitOrRepo ? unitOrRepo.repoIri : "",
+      });
+      return "ignored";
+    }
+    return outcome;
+  });
+}
+
+async function onCreateOrUpdate(
+  deps: InboxDependencies,
+  ctx: InboxContext<void>,
+  activity: Create | Update,
+): Promise<void> {
+  const type = activity.constructor.name;
+  if (!activity.id || !activity.actorId) {
+    logger.debug("Ignored a {type} without id or actor", { type });
+    return;
+  }
+  const senderHost = hostOf(activity.actorId);
+  if (!(await isFollowedHost(deps.db, senderHost))) {
+    logger.info("Ignored {type} {activityId}: this node does not follow {senderHost}", {
+      type,
+      activityId: activity.id.href,
+      senderHost,
+    });
+    return;
+  }
+  const object = await activity.getObject(ctx);
+  const outcome = await applyPublishedObject(deps.db, ctx, object, senderHost, {
+    iri: activity.id.href,
+    actorIri: activity.actorId.href,
+    type,
+  });
+  logger.info("{type} {activityId} from {senderHost}: {outcome}", {
+    type,
+    activityId: activity.id.href,
+    senderHost,
+    outcome,
+  });
+}
+
+export const onCreate = onCreateOrUpdate;
+export const onUpdate = onCreateOrUpdate;
+
+export async function onDelete(
+  deps: InboxDependencies,
+  _ctx: InboxContext<void>,
+  activity: Delete,
+): Promise<void> {
+  if (!activity.id || !activity.actorId || !activity.objectId) {
+    logger.debug("Ignored a Delete without id, actor or object");
+    return;
+  }
+  const senderHost = hostOf(activity.actorId);
+  const objectIri = activity.objectId;
+  if (hostOf(objectIri) !== senderHost) {
+    logger.info("Ignored Delete {activityId}: {object} belongs to another origin", {
+      activityId: activity.id.href,
+      object: objectIri.href,
+    });
+    return;
+  }
+  const activityIri = activity.id.href;
+  const actorIri = activity.actorId.href;
+  const outcome = await deps.db.transaction(async (tx) => {
+    if (!(await claimActivity(tx, activityIri, actorIri, "Delete"))) return "duplicate";
+    return (await deleteFederatedObject(tx, objectIri.href, senderHost)) ? "deleted" : "unknown";
+  });
+  logger.info("Delete {activityId} of {object}: {outcome}", {
+    activityId: activityIri,
+    object: objectIri.href,
+    outcome,
+  });
+}

@@ -1,0 +1,57 @@
+/**
+ * NodeInfo 2.1 of the node. `metadata.pepeunit` tells directories and peers what this node is:
+ * its Pepeunit domain, the features it runs and its catalogue size.
+ */
+import type { NodeInfo } from "@fedify/fedify";
+import { count, eq } from "drizzle-orm";
+import type { Config } from "../src/config.ts";
+import type { Database } from "../src/db/client.ts";
+import { repos, units, users } from "../src/db/schema/index.ts";
+import { NODE_VERSION } from "../src/version.ts";
+
+/** Feature flags published in NodeInfo; a feature appears here when the node runs it. */
+export const FEATURES = {
+  federatedCatalogue: true,
+  repoSearch: true,
+  unitSearch: true,
+  pepeunitImport: false,
+  metering: false,
+  billing: false,
+  bridges: false,
+} as const;
+
+export async function buildNodeInfo(db: Database, config: Config): Promise<NodeInfo> {
+  const [userCount] = await db.select({ total: count() }).from(users);
+  const [repoCount] = await db
+    .select({ total: count() })
+    .from(repos)
+    .where(eq(repos.visibility, "Public"));
+  const [unitCount] = await db
+    .select({ total: count() })
+    .from(units)
+    .where(eq(units.visibility, "Public"));
+  return {
+    software: {
+      name: "pepeunit-node",
+      version: NODE_VERSION,
+      repository: new URL("https://github.com/w7a8n1y4a/pepeunit"),
+    },
+    protocols: ["activitypub"],
+    openRegistrations: false,
+    usage: {
+      users: { total: userCount?.total ?? 0 },
+      // Public Repos are what this node publishes; NodeInfo has no better field for them.
+      localPosts: repoCount?.total ?? 0,
+      localComments: 0,
+    },
+    metadata: {
+      nodeName: config.nodeName,
+      pepeunit: {
+        domain: config.pepeunitDomain,
+        features: { ...FEATURES, pepeunitImport: config.pepeunitDatabaseUrl !== undefined },
+        publicRepos: repoCount?.total ?? 0,
+        publicUnits: unitCount?.total ?? 0,
+      },
+    },
+  };
+}

@@ -1,0 +1,89 @@
+/**
+ * Command-line entry point: `node src/main.ts [start|migrate|help]`. Settings come from
+ * `PU_NODE_*` environment variables (see docs/configuration.md).
+ */
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfig } from "./config.ts";
+import { getNodeLogger, setUpLogging, tearDownLogging } from "./logging.ts";
+import { openDatabase, startNode } from "./server.ts";
+import { NODE_VERSION } from "./version.ts";
+
+const logger = getNodeLogger("cli");
+
+const HELP = `Pepeunit Node ${NODE_VERSION}
+
+Usage: node src/main.ts <command>
+
+Commands:
+  start     Start the node in the role PU_NODE_ROLE (all, web or worker); the default command
+  migrate   Apply pending PostgreSQL migrations and exit
+  version   Print the version
+  help      Print this text
+
+Settings are PU_NODE_* environment variables; docs/configuration.md lists them.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true });
+  const command = positionals[0] ?? "start";
+  if (command === "help" || command === "--help") {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (command === "version") {
+    process.stdout.write(`${NODE_VERSION}\n`);
+    return 0;
+  }
+  if (command !== "start" && command !== "migrate") {
+    process.stderr.write(`Unknown command "${command}".\n\n${HELP}`);
+    return 2;
+  }
+
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      return 78; // EX_CONFIG
+    }
+    throw error;
+  }
+  await setUpLogging({ level: config.logLevel, format: config.logFormat });
+
+  if (command === "migrate") {
+    const database = await openDatabase(config);
+    await database.pool.end();
+    await database.embedded?.stop();
+    await tearDownLogging();
+    return 0;
+  }
+
+  const node = await startNode(config);
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info("Received {signal}", { signal });
+      resolve();
+    };
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+  });
+  await node.stop();
+  logger.info("Node stopped");
+  await tearDownLogging();
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  async (error: unknown) => {
+    logger.fatal("Node failed: {error}", { error });
+    await tearDownLogging().catch(() => undefined);
+    process.stderr.write(
+      `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,173 @@
+/**
+ * Starts a node in the configured role: resolves the database (embedded or configured), applies
+ * migrations, builds the federation and HTTP app, and starts the web server and worker jobs.
+ */
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { type ServerType, serve } from "@hono/node-server";
+import type pg from "pg";
+import { backfillDueFollows } from "../federation/backfill.ts";
+import { PgKvStore } from "../federation/kv.ts";
+import { createFederationPort } from "../federation/port.ts";
+import { publishPendingChanges } from "../federation/publisher.ts";
+import { PgMessageQueue } from "../federation/queue.ts";
+import { createNodeFederation, type NodeFederation } from "../federation/setup.ts";
+import { resolveAdminToken } from "./admin-token.ts";
+import type { Config } from "./config.ts";
+import { createDatabase, createPool, type Database, describeDatabaseUrl } from "./db/client.ts";
+import { type EmbeddedServer, startEmbeddedPostgres } from "./db/embedded.ts";
+import { migrateDatabase } from "./db/migrate.ts";
+import { createApp } from "./http/app.ts";
+import { runPeriodically } from "./jobs/loop.ts";
+import { getNodeLogger } from "./logging.ts";
+import type { NodeServices } from "./services.ts";
+
+const logger = getNodeLogger("server");
+
+export interface RunningNode {
+  services: NodeServices;
+  federation: NodeFederation;
+  /** The port the HTTP server listens on (useful when configured as 0), if the role serves HTTP. */
+  port: number | undefined;
+  stop(): Promise<void>;
+}
+
+export interface DatabaseHandle {
+  pool: pg.Pool;
+  db: Database;
+  url: string;
+  embedded: EmbeddedServer | undefined;
+}
+
+/** Connects to the configured database, or starts the embedded one, and applies migrations. */
+export async function openDatabase(config: Config): Promise<DatabaseHandle> {
+  let url = config.databaseUrl;
+  let embedded: EmbeddedServer | undefined;
+  if (!url) {
+    await mkdir(config.dataDir, { recursive: true });
+    embedded = await startEmbeddedPostgres({
+      directory: path.join(config.dataDir, "postgres"),
+      port: config.embeddedPostgresPort,
+    });
+    url = embedded.url;
+  }
+  logger.info("Using PostgreSQL at {url}", { url: describeDatabaseUrl(url) });
+  const pool = createPool({ url, max: config.databasePoolSize });
+  const db = createDatabase(pool);
+  try {
+    await migrateDatabase(db);
+  } catch (error) {
+    await pool.end();
+    await embedded?.stop();
+    throw error;
+  }
+  return { pool, db, url, embedded };
+}
+
+export async function startNode(config: Config): Promise<RunningNode> {
+  logger.info("Starting Pepeunit Node as role {role} for {origin}", {
+    role: config.role,
+    origin: config.origin.href,
+  });
+  await mkdir(config.dataDir, { recursive: true });
+  const database = await openDatabase(config);
+  const { pool, db } = database;
+
+  const kv = new PgKvStore(pool);
+  const queue = new PgMessageQueue(pool, "fedify", {
+    pollIntervalMs: config.queuePollIntervalMs,
+    // Deliveries wait on the network, not the CPU, so a few run side by side.
+    concurrency: 4,
+  });
+  const federation = createNodeFederation({
+    config,
+    db,
+    kv,
+    queue,
+  });
+  const services: NodeServices = {
+    config,
+    pool,
+    db,
+    federation: createFederationPort(federation, db, config.origin),
+    adminToken: await resolveAdminToken(config.adminToken, config.dataDir),
+  };
+
+  const controller = new AbortController();
+  const background: Promise<unknown>[] = [];
+  if (config.role === "all" || config.role === "worker") {
+    background.push(federation.startQueue(undefined, { signal: controller.signal }));
+    background.push(
+      runPeriodically(
+        {
+          name: "publish-catalogue-changes",
+          intervalMs: config.queuePollIntervalMs,
+          run: async () => (await publishPendingChanges(federation, db, config.origin)) > 0,
+        },
+        controller.signal,
+      ),
+      runPeriodically(
+        {
+          name: "backfill-followed-instances",
+          intervalMs: config.queuePollIntervalMs * 5,
+          run: async () => {
+            await backfillDueFollows(federation, db, config.origin);
+            return false;
+          },
+        },
+        controller.signal,
+      ),
+      runPeriodically(
+        {
+          name: "clean-expired-kv",
+          intervalMs: 10 * 60_000,
+          run: async () => {
+            await kv.cleanUpExpired();
+            return false;
+          },
+        },
+        controller.signal,
+      ),
+    );
+  }
+
+  let server: ServerType | undefined;
+  let port: number | undefined;
+  if (config.role === "all" || config.role === "web") {
+    const app = createApp(services, federation);
+    const listening = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
+      const created = serve(
+        { fetch: app.fetch, hostname: config.listenHost, port: config.port },
+        (info) => resolve({ server: created, port: info.port }),
+      );
+      created.once("error", reject);
+    });
+    server = listening.server;
+    port = listening.port;
+    logger.info("Listening on http://{host}:{port}; public origin {origin}", {
+      host: config.listenHost,
+      port,
+      origin: config.origin.href,
+    });
+  }
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      logger.info("Stopping the node");
+      if (server) {
+        const closing = server;
+        await new Promise<void>((resolve) => closing.close(() => resolve()));
+        logger.info("HTTP server closed");
+      }
+      controller.abort();
+      await Promise.allSettled(background);
+      logger.info("Worker jobs stopped");
+      await pool.end();
+      logger.info("Database pool closed");
+      await database.embedded?.stop();
+    })();
+    return stopping;
+  };
+  return { services, federation, port, stop };
+}

@@ -66,7 +66,9 @@ export async function readProperties(object: APObject): Promise<Map<string, stri
 }
 
 const versionSchema = z
-  .array(z.strictObject({ tag: z.string().max(255).nullable(), commit: z.string().max(64) }))
+  .array(
+    z.strictObject({ tag: z.string().max(255).nullable(), commit: z.string().max(64).nullable() }),
+  )
   .max(1000);
 
 const nodeSchema = z.strictObject({

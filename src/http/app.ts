@@ -6,6 +6,7 @@ import { withContext } from "@logtape/logtape";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { federationMiddleware } from "../../federation/hono.ts";
+import { inboxGuard } from "../../federation/inbox-guard.ts";
 import type { NodeFederation } from "../../federation/setup.ts";
 import { getNodeLogger } from "../logging.ts";
 import type { NodeServices } from "../services.ts";
@@ -16,13 +17,16 @@ import { renderLandingPage } from "./landing.ts";
 const logger = getNodeLogger("http");
 
 function tooLarge(limit: number) {
-  return (c: Context) =>
-    errorResponse(
+  return (c: Context) => {
+    // The unread rest of the body stays on the socket, so the client must not reuse it.
+    c.header("Connection", "close");
+    return errorResponse(
       c,
       413,
       "payload_too_large",
       `The request body is larger than ${limit} bytes, the limit of this endpoint`,
     );
+  };
 }
 
 export function createApp(services: NodeServices, federation: NodeFederation): Hono {
@@ -47,6 +51,7 @@ export function createApp(services: NodeServices, federation: NodeFederation): H
     bodyLimit({ maxSize: config.maxApiBodyBytes, onError: tooLarge(config.maxApiBodyBytes) }),
   );
 
+  app.use(inboxGuard());
   app.use(federationMiddleware(federation, () => undefined));
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));

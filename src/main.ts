@@ -3,7 +3,8 @@
  * `PU_NODE_*` environment variables (see docs/configuration.md).
  */
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig } from "./config.ts";
+import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { runPepeunitImportOnce } from "./import/loop.ts";
 import { getNodeLogger, setUpLogging, tearDownLogging } from "./logging.ts";
 import { openDatabase, startNode } from "./server.ts";
 import { NODE_VERSION } from "./version.ts";
@@ -17,11 +18,37 @@ Usage: node src/main.ts <command>
 Commands:
   start     Start the node in the role PU_NODE_ROLE (all, web or worker); the default command
   migrate   Apply pending PostgreSQL migrations and exit
+  import    Mirror the Pepeunit database at PU_NODE_PEPEUNIT_DATABASE_URL once and exit
   version   Print the version
   help      Print this text
 
 Settings are PU_NODE_* environment variables; docs/configuration.md lists them.
 `;
+
+/** Runs `migrate` or `import` against the node's database and returns the exit status. */
+async function runOnce(command: "migrate" | "import", config: Config): Promise<number> {
+  const database = await openDatabase(config);
+  let status = 0;
+  try {
+    if (command === "import") {
+      if (!config.pepeunitDatabaseUrl) {
+        process.stderr.write(
+          "PU_NODE_PEPEUNIT_DATABASE_URL is not set; set it to a read-only URL of the Pepeunit " +
+            "database, for example postgres://reader:secret@127.0.0.1:5432/pepeunit\n",
+        );
+        status = 78;
+      } else {
+        const summary = await runPepeunitImportOnce(database.db, config.pepeunitDatabaseUrl);
+        process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      }
+    }
+  } finally {
+    await database.pool.end();
+    await database.embedded?.stop();
+    await tearDownLogging();
+  }
+  return status;
+}
 
 async function main(argv: string[]): Promise<number> {
   const { positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true });
@@ -34,12 +61,12 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${NODE_VERSION}\n`);
     return 0;
   }
-  if (command !== "start" && command !== "migrate") {
+  if (command !== "start" && command !== "migrate" && command !== "import") {
     process.stderr.write(`Unknown command "${command}".\n\n${HELP}`);
     return 2;
   }
 
-  let config: ReturnType<typeof loadConfig>;
+  let config: Config;
   try {
     config = loadConfig();
   } catch (error) {
@@ -51,12 +78,8 @@ async function main(argv: string[]): Promise<number> {
   }
   await setUpLogging({ level: config.logLevel, format: config.logFormat });
 
-  if (command === "migrate") {
-    const database = await openDatabase(config);
-    await database.pool.end();
-    await database.embedded?.stop();
-    await tearDownLogging();
-    return 0;
+  if (command === "migrate" || command === "import") {
+    return await runOnce(command, config);
   }
 
   const node = await startNode(config);

@@ -18,6 +18,7 @@ import { createDatabase, createPool, type Database, describeDatabaseUrl } from "
 import { type EmbeddedServer, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { createApp } from "./http/app.ts";
+import { createPepeunitSourcePool, startPepeunitImportLoop } from "./import/loop.ts";
 import { runPeriodically } from "./jobs/loop.ts";
 import { getNodeLogger } from "./logging.ts";
 import type { NodeServices } from "./services.ts";
@@ -131,6 +132,19 @@ export async function startNode(config: Config): Promise<RunningNode> {
     );
   }
 
+  let importSource: pg.Pool | undefined;
+  if ((config.role === "all" || config.role === "worker") && config.pepeunitDatabaseUrl) {
+    importSource = createPepeunitSourcePool(config.pepeunitDatabaseUrl);
+    background.push(
+      startPepeunitImportLoop({
+        db,
+        source: importSource,
+        intervalSeconds: config.pepeunitImportIntervalSeconds,
+        signal: controller.signal,
+      }),
+    );
+  }
+
   let server: ServerType | undefined;
   let port: number | undefined;
   if (config.role === "all" || config.role === "web") {
@@ -163,6 +177,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       controller.abort();
       await Promise.allSettled(background);
       logger.info("Worker jobs stopped");
+      await importSource?.end();
       await pool.end();
       logger.info("Database pool closed");
       await database.embedded?.stop();

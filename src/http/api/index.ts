@@ -1,0 +1,47 @@
+/**
+ * The REST API, mounted by the HTTP application under `/api/v1`. Every route is declared with zod
+ * schemas, so `GET /api/v1/openapi.json` describes the whole API as OpenAPI 3.1.
+ */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { NodeServices } from "../../services.ts";
+import { requireAdminToken } from "../auth.ts";
+import { registerDiscoveryRoutes } from "./discovery.ts";
+import { handleApiError, validationHook } from "./failures.ts";
+import { registerPeerRoutes } from "./peers.ts";
+import { registerRepoRoutes } from "./repos.ts";
+import { ADMIN_SCHEME } from "./routing.ts";
+import { registerUnitRoutes } from "./units.ts";
+
+/** Path of the OpenAPI document, relative to the API's mount point. */
+export const OPENAPI_PATH = "/openapi.json";
+
+export function createApiRoutes(services: NodeServices): OpenAPIHono {
+  const app = new OpenAPIHono({ defaultHook: validationHook });
+  app.onError(handleApiError);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", ADMIN_SCHEME, {
+    type: "http",
+    scheme: "bearer",
+    description:
+      "The node's admin token (PU_NODE_ADMIN_TOKEN, or the generated one in the data directory)",
+  });
+
+  const admin = requireAdminToken(services.adminToken);
+  registerDiscoveryRoutes(app, services, admin);
+  registerRepoRoutes(app, services, admin);
+  registerUnitRoutes(app, services, admin);
+  registerPeerRoutes(app, services, admin);
+
+  app.doc31(OPENAPI_PATH, {
+    openapi: "3.1.0",
+    info: {
+      title: "Pepeunit Node API",
+      version: "1",
+      description:
+        "Catalogue, search and federation API of a Pepeunit Node. Errors share one shape: " +
+        '`{"error": {"code", "message", "details"}}`.',
+    },
+    servers: [{ url: new URL("/api/v1", services.config.origin).href }],
+  });
+  return app;
+}

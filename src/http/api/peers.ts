@@ -1,0 +1,207 @@
+/** Admin routes for instance follows and the list of known peers. */
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { asc, eq, gt, sql } from "drizzle-orm";
+import type { MiddlewareHandler } from "hono";
+import type { DatabaseLike } from "../../db/client.ts";
+import {
+  type FollowState,
+  inboundFollows,
+  outboundFollows,
+  remoteActors,
+} from "../../db/schema/index.ts";
+import { FederationLookupError } from "../../federation-port.ts";
+import { getNodeLogger } from "../../logging.ts";
+import type { NodeServices } from "../../services.ts";
+import { HttpError } from "../errors.ts";
+import {
+  ADMIN_SECURITY,
+  decodePageCursor,
+  errorResponses,
+  jsonBody,
+  jsonResponse,
+  setNextLink,
+  toPage,
+} from "./routing.ts";
+import {
+  FollowBodySchema,
+  FollowedInstanceSchema,
+  PageQuerySchema,
+  PeerSchema,
+  pageOf,
+} from "./schemas.ts";
+
+const logger = getNodeLogger("http", "api");
+
+/** The actor identifier of this node's instance actor in `inbound_follows`. */
+const INSTANCE_ACTOR_IDENTIFIER = "instance";
+
+export interface PeerRow {
+  id: string;
+  iri: string;
+  host: string;
+  type: string;
+  name: string | null;
+  isPepeunitNode: boolean;
+  outboundState: FollowState | null;
+  outboundUpdatedAt: Date | null;
+  followsInstance: boolean;
+  followedRepoCount: number;
+}
+
+/** Lists remote actors by IRI with this node's follow of each and each one's follows of this node. */
+export async function listPeers(
+  db: DatabaseLike,
+  page: { limit: number; after?: string | undefined },
+): Promise<PeerRow[]> {
+  // One grouped pass over inbound_follows joined once, instead of a subquery per actor.
+  const inbound = db
+    .select({
+      remoteActorId: inboundFollows.remoteActorId,
+      followsInstance:
+        sql<boolean>`bool_or(${inboundFollows.actorIdentifier} = ${INSTANCE_ACTOR_IDENTIFIER})`.as(
+          "follows_instance",
+        ),
+      followedRepoCount:
+        sql<number>`(count(*) filter (where ${inboundFollows.actorIdentifier} <> ${INSTANCE_ACTOR_IDENTIFIER}))::int`.as(
+          "followed_repo_count",
+        ),
+    })
+    .from(inboundFollows)
+    .groupBy(inboundFollows.remoteActorId)
+    .as("inbound");
+
+  return await db
+    .select({
+      id: remoteActors.id,
+      iri: remoteActors.iri,
+      host: remoteActors.host,
+      type: remoteActors.type,
+      name: remoteActors.name,
+      isPepeunitNode: remoteActors.isPepeunitNode,
+      outboundState: outboundFollows.state,
+      outboundUpdatedAt: outboundFollows.updatedAt,
+      followsInstance: sql<boolean>`coalesce(${inbound.followsInstance}, false)`,
+      followedRepoCount: sql<number>`coalesce(${inbound.followedRepoCount}, 0)`,
+    })
+    .from(remoteActors)
+    .leftJoin(outboundFollows, eq(outboundFollows.remoteActorId, remoteActors.id))
+    .leftJoin(inbound, eq(inbound.remoteActorId, remoteActors.id))
+    .where(page.after === undefined ? undefined : gt(remoteActors.iri, page.after))
+    .orderBy(asc(remoteActors.iri))
+    .limit(page.limit);
+}
+
+function lookupFailed(error: FederationLookupError): HttpError {
+  return new HttpError(502, "federation_lookup_failed", error.message, { target: error.target });
+}
+
+export function registerPeerRoutes(
+  app: OpenAPIHono,
+  services: NodeServices,
+  admin: MiddlewareHandler,
+): void {
+  const { db, federation } = services;
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/instances/follow",
+      tags: ["Federation"],
+      summary: "Follow another instance: look up its instance actor and send a signed Follow",
+      security: ADMIN_SECURITY,
+      middleware: [admin] as const,
+      request: { body: jsonBody(FollowBodySchema) },
+      responses: {
+        202: jsonResponse(
+          FollowedInstanceSchema,
+          "Follow sent; the state turns accepted when the peer accepts",
+        ),
+        ...errorResponses(400, 401, 403, 502),
+      },
+    }),
+    async (c) => {
+      const { target } = c.req.valid("json");
+      try {
+        const followed = await federation.followInstance(new URL(target));
+        logger.info("Followed instance {host} at {actorIri}", { ...followed });
+        return c.json(followed, 202);
+      } catch (error) {
+        if (error instanceof FederationLookupError) {
+          logger.warn("Follow of {target} failed: {error}", { target, error });
+          throw lookupFailed(error);
+        }
+        throw error;
+      }
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/instances/follow",
+      tags: ["Federation"],
+      summary: "Unfollow an instance: send Undo(Follow) and forget the follow",
+      security: ADMIN_SECURITY,
+      middleware: [admin] as const,
+      request: { body: jsonBody(FollowBodySchema) },
+      responses: {
+        204: { description: "Unfollowed" },
+        ...errorResponses(400, 401, 403, 404, 502),
+      },
+    }),
+    async (c) => {
+      const { target } = c.req.valid("json");
+      let removed: boolean;
+      try {
+        removed = await federation.unfollowInstance(new URL(target));
+      } catch (error) {
+        if (error instanceof FederationLookupError) {
+          logger.warn("Unfollow of {target} failed: {error}", { target, error });
+          throw lookupFailed(error);
+        }
+        throw error;
+      }
+      if (!removed) {
+        throw new HttpError(404, "follow_not_found", `This node does not follow ${target}`);
+      }
+      logger.info("Unfollowed instance at {target}", { target });
+      return c.body(null, 204);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/peers",
+      tags: ["Federation"],
+      summary: "List known remote actors with the follow state in each direction",
+      security: ADMIN_SECURITY,
+      middleware: [admin] as const,
+      request: { query: PageQuerySchema },
+      responses: {
+        200: jsonResponse(pageOf(PeerSchema, "PeerPage"), "A page of peers"),
+        ...errorResponses(400, 401, 403),
+      },
+    }),
+    async (c) => {
+      const { limit, cursor } = c.req.valid("query");
+      const rows = await listPeers(db, { limit: limit + 1, after: decodePageCursor(cursor) });
+      const page = toPage(rows, limit, (row) => row.iri);
+      setNextLink(c, page.next);
+      const items = page.rows.map((row) => ({
+        id: row.id,
+        iri: row.iri,
+        host: row.host,
+        type: row.type,
+        name: row.name,
+        isPepeunitNode: row.isPepeunitNode,
+        outbound:
+          row.outboundState === null || row.outboundUpdatedAt === null
+            ? null
+            : { state: row.outboundState, updatedAt: row.outboundUpdatedAt.toISOString() },
+        inbound: { followsInstance: row.followsInstance, followedRepoCount: row.followedRepoCount },
+      }));
+      return c.json({ items, next: page.next }, 200);
+    },
+  );
+}

@@ -9,9 +9,10 @@ import type { Context, MiddlewareHandler } from "hono";
 export function federationMiddleware<T>(
   federation: Federation<T>,
   contextData: (c: Context) => T | Promise<T>,
+  origin: URL,
 ): MiddlewareHandler {
   return async (c, next) => {
-    return await federation.fetch(c.req.raw, {
+    return await federation.fetch(withOrigin(c.req.raw, origin), {
       contextData: await contextData(c),
       onNotFound: async () => {
         await next();
@@ -28,4 +29,22 @@ export function federationMiddleware<T>(
       },
     });
   };
+}
+
+/**
+ * Returns the request as addressed to the node's public origin. Behind a reverse proxy the
+ * node sees its internal address, but peers sign (RFC 9421 `@target-uri`) and Fedify builds
+ * collection links from the public URL.
+ */
+export function withOrigin(request: Request, origin: URL): Request {
+  const url = new URL(request.url);
+  if (url.origin === origin.origin) return request;
+  const publicUrl = new URL(`${url.pathname}${url.search}`, origin);
+  return new Request(publicUrl, {
+    method: request.method,
+    headers: request.headers,
+    body: request.body,
+    // Node's fetch Request needs this to pass a streamed body on.
+    duplex: "half",
+  } as RequestInit);
 }

@@ -1,5 +1,5 @@
 /**
- * NodeInfo 2.1 of the node. `metadata.pepeunit` tells directories and peers what this node is:
+ * NodeInfo 2.1 of the node. `metadata.pepeunit` describes this node to directories and peers:
  * its Pepeunit domain, the features it runs and its catalogue size.
  */
 import type { NodeInfo } from "@fedify/fedify";

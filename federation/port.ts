@@ -16,7 +16,7 @@ import type { NodeFederation } from "./setup.ts";
 
 const logger = getNodeLogger("federation", "follows");
 
-/** A bare origin means that node's instance actor. */
+/** Returns the actor URL to look up: a bare origin stands for that node's instance actor. */
 function actorUrlOf(target: URL): URL {
   if (target.pathname === "/" && !target.search)
     return new URL(`/ap/actors/${INSTANCE_ACTOR}`, target);

@@ -1,7 +1,7 @@
 /**
  * Turns committed catalogue changes (`catalogue_changes`) into Create, Update and Delete
  * activities for followers. The current row decides the activity, and `announced_entities`
- * remembers what followers were told, so replaying a change is harmless.
+ * records what was announced to followers, so replaying a change is harmless.
  */
 import type { Context } from "@fedify/fedify";
 import { Create, Delete, PUBLIC_COLLECTION, Tombstone, Update } from "@fedify/vocab";

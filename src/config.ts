@@ -161,9 +161,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const issues = parsed.error.issues.map((issue) => {
       const variable = String(issue.path[0] ?? "environment");
       const example = EXAMPLES[variable];
-      const given = input[variable];
-      const shown = given === undefined ? "" : ` (got ${JSON.stringify(redact(variable, given))})`;
-      return `${variable}: ${issue.message}${shown}${example ? `; example: ${variable}=${example}` : ""}`;
+      const received = input[variable];
+      const receivedText =
+        received === undefined ? "" : ` (got ${JSON.stringify(redact(variable, received))})`;
+      return `${variable}: ${issue.message}${receivedText}${example ? `; example: ${variable}=${example}` : ""}`;
     });
     throw new ConfigError(issues);
   }

@@ -21,16 +21,13 @@ export const ROOT_CATEGORY = "pepeunit-node";
 
 /** Second-level categories; a test checks that every `getNodeLogger` call uses one of them. */
 export const LOG_MODULES = [
-  "config",
   "db",
   "http",
   "federation",
   "catalogue",
-  "search",
   "import",
   "cli",
   "server",
-  "demo",
   "queue",
 ] as const;
 export type LogModule = (typeof LOG_MODULES)[number];

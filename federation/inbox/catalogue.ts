@@ -22,14 +22,14 @@ import { claimActivity, type InboxDependencies, isFollowedHost } from "./context
 
 const logger = getNodeLogger("federation", "inbox");
 
-/** What applying one published object did; used by the inbox and by outbox backfills. */
+/** Result of applying one published object, in the inbox and in outbox backfills. */
 export type ApplyOutcome = "stored" | "stale" | "ignored" | "duplicate" | "unknown-object";
 
 /**
  * Stores a Repo (`Service`) or Unit (`Document`) published by `senderHost`. Objects from
  * another origin than the sender, and objects of other types, are ignored. An Update changes
- * only objects already in the catalogue (`unknown-object` otherwise); a lost Create is repaired
- * by the periodic outbox resync, not by trusting an Update for something never seen.
+ * only objects already in the catalogue and returns `unknown-object` otherwise. The periodic
+ * outbox resync repairs a lost Create, so an Update is never trusted to create an object.
  */
 export async function applyPublishedObject(
   db: Database,

@@ -52,7 +52,7 @@ export function createApp(services: NodeServices, federation: NodeFederation): H
   );
 
   app.use(inboxGuard());
-  app.use(federationMiddleware(federation, () => undefined));
+  app.use(federationMiddleware(federation, () => undefined, config.origin));
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/", (c) => c.html(renderLandingPage(config, c.req.header("accept-language"))));

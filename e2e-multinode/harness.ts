@@ -111,17 +111,28 @@ export class HarnessNode {
       if (child.exitCode !== null) {
         throw new Error(`Node ${this.name} exited with ${child.exitCode}:\n${this.tail()}`);
       }
-      try {
-        const response = await fetch(`${this.origin}/healthz`);
-        if (response.ok) return;
-      } catch {
-        // Not listening yet.
-      }
+      if (await this.#isReady()) return;
       await sleep(100);
     }
     throw new Error(
       `Node ${this.name} did not answer /healthz within ${timeoutMs} ms:\n${this.tail()}`,
     );
+  }
+
+  /**
+   * A web or all-in-one process is ready when `/healthz` answers. A worker serves no HTTP, so
+   * it counts as ready once it logs that its queue listener started.
+   */
+  async #isReady(): Promise<boolean> {
+    if (this.env.PU_NODE_ROLE === "worker") {
+      return this.log.join("").includes("Started listening on queue");
+    }
+    try {
+      const response = await fetch(`${this.origin}/healthz`);
+      return response.ok;
+    } catch {
+      return false;
+    }
   }
 
   /** Stops the process with `signal` and waits for it to exit. */
@@ -185,6 +196,24 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
+/** Creates an empty, migrated database for one node and returns its name and URL. */
+export async function createNodeDatabase(
+  adminUrl: string,
+  name: string,
+): Promise<{ databaseName: string; databaseUrl: string }> {
+  const databaseName = `e2e_${name.replace(/[^a-z0-9]/g, "_")}_${randomBytes(4).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(
+      `create database ${pg.escapeIdentifier(databaseName)} template ${pg.escapeIdentifier(TEMPLATE_DATABASE)}`,
+    );
+  } finally {
+    await admin.end();
+  }
+  return { databaseName, databaseUrl: withDatabase(adminUrl, databaseName) };
+}
+
 /** Creates databases and data directories for `names` and starts one process per node. */
 export async function startCluster(
   adminUrl: string,
@@ -193,27 +222,18 @@ export async function startCluster(
 ): Promise<Cluster> {
   const scratch = await mkdtemp(path.join(tmpdir(), "pepeunit-e2e-"));
   const nodes: HarnessNode[] = [];
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    for (const name of names) {
-      const databaseName = `e2e_${name}_${randomBytes(4).toString("hex")}`;
-      await admin.query(
-        `create database ${pg.escapeIdentifier(databaseName)} template ${pg.escapeIdentifier(TEMPLATE_DATABASE)}`,
-      );
-      nodes.push(
-        new HarnessNode({
-          name,
-          port: await findFreePort(),
-          databaseUrl: withDatabase(adminUrl, databaseName),
-          databaseName,
-          dataDir: path.join(scratch, name),
-          extraEnv,
-        }),
-      );
-    }
-  } finally {
-    await admin.end();
+  for (const name of names) {
+    const { databaseName, databaseUrl } = await createNodeDatabase(adminUrl, name);
+    nodes.push(
+      new HarnessNode({
+        name,
+        port: await findFreePort(),
+        databaseUrl,
+        databaseName,
+        dataDir: path.join(scratch, name),
+        extraEnv,
+      }),
+    );
   }
 
   const cluster: Cluster = {

@@ -1,0 +1,63 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "./config.ts";
+
+function issuesOf(env: Record<string, string>): readonly string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.issues;
+    throw error;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("loadConfig", () => {
+  it("applies defaults with an empty environment", () => {
+    const config = loadConfig({});
+    expect(config.role).toBe("all");
+    expect(config.port).toBe(8080);
+    expect(config.origin.href).toBe("http://localhost:8080/");
+    expect(config.pepeunitDomain).toBe("localhost");
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.allowPrivateAddress).toBe(false);
+  });
+
+  it("names the variable, value and example", () => {
+    const [issue] = issuesOf({ PU_NODE_PORT: "abc" });
+    expect(issue).toContain("PU_NODE_PORT");
+    expect(issue).toContain('"abc"');
+    expect(issue).toContain("example: PU_NODE_PORT=8080");
+  });
+
+  it("lists every invalid variable at once", () => {
+    const issues = issuesOf({ PU_NODE_ROLE: "tap", PU_NODE_LOG_LEVEL: "loud" });
+    expect(issues).toHaveLength(2);
+    expect(issues.some((issue) => issue.startsWith("PU_NODE_ROLE"))).toBe(true);
+    expect(issues.some((issue) => issue.startsWith("PU_NODE_LOG_LEVEL"))).toBe(true);
+  });
+
+  it("rejects an origin with a path", () => {
+    const [issue] = issuesOf({ PU_NODE_ORIGIN: "https://node.example.com/pepeunit" });
+    expect(issue).toContain("https://node.example.com");
+    expect(issue).toContain("without path");
+  });
+
+  it("hides tokens and database passwords", () => {
+    const [tokenIssue] = issuesOf({ PU_NODE_ADMIN_TOKEN: "short-secret" });
+    expect(tokenIssue).not.toContain("short-secret");
+    const [urlIssue] = issuesOf({ PU_NODE_DATABASE_URL: "mysql://user:hunter2@db/x" });
+    expect(urlIssue).not.toContain("hunter2");
+  });
+
+  it("refuses private addresses in production", () => {
+    const [issue] = issuesOf({ PU_NODE_ALLOW_PRIVATE_ADDRESS: "true" });
+    expect(issue).toContain("PU_NODE_ALLOW_PRIVATE_ADDRESS");
+    const config = loadConfig({ PU_NODE_ALLOW_PRIVATE_ADDRESS: "true", PU_NODE_ENV: "test" });
+    expect(config.allowPrivateAddress).toBe(true);
+  });
+
+  it("takes the Pepeunit domain from the origin", () => {
+    const config = loadConfig({ PU_NODE_ORIGIN: "https://node.example.com" });
+    expect(config.pepeunitDomain).toBe("node.example.com");
+  });
+});

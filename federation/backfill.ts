@@ -11,6 +11,7 @@ import {
   federatedRepos,
   federatedUnits,
   outboundFollows,
+  type RemoteActor,
   remoteActors,
 } from "../src/db/schema/index.ts";
 import { getNodeLogger } from "../src/logging.ts";
@@ -60,13 +61,7 @@ export async function backfillDueFollows(
     const started = performance.now();
     logger.info("Backfilling the catalogue of {actor}", { actor: actor.iri });
     try {
-      const { stored, removed } = await backfillPeer(
-        federation,
-        db,
-        origin,
-        actor.iri,
-        actor.outboxUrl,
-      );
+      const { stored, removed } = await backfillPeer(federation, db, origin, actor);
       await db
         .update(outboundFollows)
         .set({ backfilledAt: sql`now()` })
@@ -95,9 +90,10 @@ async function backfillPeer(
   federation: NodeFederation,
   db: Database,
   origin: URL,
-  actorIri: string,
-  outboxUrl: string | null,
+  actor: RemoteActor,
 ): Promise<{ stored: number; removed: number }> {
+  const actorIri = actor.iri;
+  const outboxUrl = actor.outboxUrl;
   if (!outboxUrl) throw new Error(`Actor ${actorIri} publishes no outbox`);
   const ctx = federation.createContext(origin, undefined);
   const documentLoader = await ctx.getDocumentLoader({ identifier: "instance" });
@@ -125,18 +121,28 @@ async function backfillPeer(
     if (outcome === "stored") stored += 1;
   }
 
-  // Only a complete read proves that an entity is gone from the peer.
-  const removed = complete ? await removeUnlisted(db, senderHost, seen, startedAt) : 0;
+  // Only a complete read proves that an entity is gone. An instance actor's outbox lists the
+  // whole public catalogue of its host; a Repo actor's outbox lists only that Repo's Units.
+  const scope: RemovalScope = actor.isPepeunitNode
+    ? { host: senderHost }
+    : { host: senderHost, repoIri: actorIri };
+  const removed = complete ? await removeUnlisted(db, scope, seen, startedAt) : 0;
   return { stored, removed };
 }
 
+interface RemovalScope {
+  host: string;
+  /** Set when only one Repo's Units were listed; the Repo itself is then kept. */
+  repoIri?: string;
+}
+
 /**
- * Deletes what `host` no longer lists. Rows received after the read started are kept: they came
- * through the inbox while the outbox was being read and may be missing from pages read earlier.
+ * Deletes what the read outbox no longer lists. Rows received after the read started are kept:
+ * they came through the inbox while the outbox was read and may be missing from earlier pages.
  */
 async function removeUnlisted(
   db: Database,
-  host: string,
+  scope: RemovalScope,
   listed: string[],
   startedAt: Date,
 ): Promise<number> {
@@ -147,17 +153,20 @@ async function removeUnlisted(
       .delete(federatedUnits)
       .where(
         and(
-          eq(federatedUnits.originHost, host),
+          eq(federatedUnits.originHost, scope.host),
+          scope.repoIri ? eq(federatedUnits.repoIri, scope.repoIri) : undefined,
           lt(federatedUnits.receivedAt, startedAt),
           sql`${federatedUnits.iri} not in (select jsonb_array_elements_text(${listedJson}::jsonb))`,
         ),
       )
       .returning({ iri: federatedUnits.iri });
+    if (scope.repoIri) return units.length;
+
     const repos = await tx
       .delete(federatedRepos)
       .where(
         and(
-          eq(federatedRepos.originHost, host),
+          eq(federatedRepos.originHost, scope.host),
           lt(federatedRepos.receivedAt, startedAt),
           sql`${federatedRepos.iri} not in (select jsonb_array_elements_text(${listedJson}::jsonb))`,
         ),

@@ -34,6 +34,17 @@ const SAMPLE_REPOS: Record<string, { name: string; summary: string; unit: string
   ],
 };
 
+/** Reads a port from the environment; the demo is a script, so it reads its own two settings. */
+function portSetting(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === "") return fallback;
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 1 || port > 65533) {
+    throw new Error(`${name}: expected a port from 1 to 65533, got ${JSON.stringify(text)}`);
+  }
+  return port;
+}
+
 function say(message: string): void {
   process.stdout.write(`${message}\n`);
 }
@@ -42,8 +53,8 @@ async function main(): Promise<void> {
   await mkdir(DEMO_DIR, { recursive: true });
   // Fixed ports: each node's origin is stored in the databases under ./data/demo, so a second
   // run must reuse the same ones.
-  const postgresPort = Number(process.env.PU_NODE_DEMO_POSTGRES_PORT ?? 5440);
-  const basePort = Number(process.env.PU_NODE_DEMO_BASE_PORT ?? 8081);
+  const postgresPort = portSetting("PU_NODE_DEMO_POSTGRES_PORT", 5440);
+  const basePort = portSetting("PU_NODE_DEMO_BASE_PORT", 8081);
   say(`Starting embedded PostgreSQL on 127.0.0.1:${postgresPort} in ${DEMO_DIR}/postgres`);
   const postgres = await startEmbeddedPostgres({
     directory: path.join(DEMO_DIR, "postgres"),

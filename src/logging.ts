@@ -43,6 +43,19 @@ export interface LoggingOptions {
 }
 
 /**
+ * Renders one property of a text log line. Strings print bare, so URLs and ids can be copied
+ * from the log as they are; errors print their stack and cause instead of every field.
+ */
+export function formatTextValue(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (value instanceof Error) {
+    const cause = value.cause instanceof Error ? `\n  caused by: ${value.cause.message}` : "";
+    return `${value.stack ?? `${value.name}: ${value.message}`}${cause}`;
+  }
+  return inspect(value, { depth: 4, breakLength: Number.POSITIVE_INFINITY });
+}
+
+/**
  * Configures LogTape for the whole process: one console sink (text or JSON lines), request
  * context through AsyncLocalStorage so Fedify's own records carry the request id too.
  */
@@ -52,8 +65,7 @@ export async function setUpLogging(options: LoggingOptions): Promise<void> {
       ? getJsonLinesFormatter()
       : getTextFormatter({
           timestamp: "date-time",
-          // Strings print bare, so URLs and ids can be copied from the log as they are.
-          value: (value) => (typeof value === "string" ? value : inspect(value, { depth: 4 })),
+          value: formatTextValue,
         });
   await configure({
     reset: true,

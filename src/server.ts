@@ -28,7 +28,7 @@ const logger = getNodeLogger("server");
 export interface RunningNode {
   services: NodeServices;
   federation: NodeFederation;
-  /** The port the HTTP server listens on (useful when configured as 0), if the role serves HTTP. */
+  /** The port the HTTP server listens on, when the role serves HTTP. */
   port: number | undefined;
   stop(): Promise<void>;
 }

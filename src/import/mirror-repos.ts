@@ -1,11 +1,9 @@
 import { eq } from "drizzle-orm";
 import { repos, users } from "../db/schema/index.ts";
-import { type MirroredRepo, mapRepo } from "./mapping.ts";
-import { differingFields, type MirrorContext, skipRow } from "./mirror-context.ts";
-import { placeholderName, planUniqueNames } from "./names.ts";
+import { type MappingResult, mapRepo } from "./mapping.ts";
+import type { MirrorContext } from "./mirror-context.ts";
+import { mirrorNamedRows } from "./mirror-rows.ts";
 import type { SourceRepo } from "./source.ts";
-
-type RepoWrite = MirroredRepo & { ownerId: string | null };
 
 const REPO_FIELDS = [
   "name",
@@ -29,11 +27,25 @@ export async function readMirroredUserIds(context: MirrorContext): Promise<Set<s
 }
 
 /**
+ * Adds the owner to a mapped Repo or Unit: its Pepeunit creator when this node mirrors that
+ * user, otherwise none.
+ */
+export function withMirroredOwner<T>(
+  mapped: MappingResult<T>,
+  creatorId: string | null,
+  ownerIds: Set<string>,
+): MappingResult<T & { ownerId: string | null }> {
+  if (!mapped.ok) return mapped;
+  const ownerId = creatorId !== null && ownerIds.has(creatorId) ? creatorId : null;
+  return { ok: true, value: { ...mapped.value, ownerId } };
+}
+
+/**
  * Inserts or updates the node's copy of each changed Pepeunit Repo, joined with its registry row
  * for the repository URL, platform and release tags. The node-owned `summary` is left alone.
  */
 export async function mirrorRepos(context: MirrorContext, sourceRepos: SourceRepo[]) {
-  const { tx, summary } = context;
+  const { tx } = context;
   const local = await tx
     .select({
       id: repos.id,
@@ -49,77 +61,36 @@ export async function mirrorRepos(context: MirrorContext, sourceRepos: SourceRep
       ownerId: repos.ownerId,
     })
     .from(repos);
-  const localById = new Map(local.map((row) => [row.id, row]));
   const ownerIds = await readMirroredUserIds(context);
 
-  const candidates: { repo: RepoWrite; createdAt: Date }[] = [];
-  for (const row of sourceRepos) {
-    const mapped = mapRepo(row);
-    if (!mapped.ok) {
-      skipRow(context, {
-        entity: "repo",
-        sourceId: row.id,
-        reason: "invalid-value",
-        detail: `${mapped.problem}; fix the row in Pepeunit`,
-      });
-      continue;
-    }
-    const existing = localById.get(row.id);
-    if (existing && existing.source !== "pepeunit") {
-      skipRow(context, {
-        entity: "repo",
-        sourceId: row.id,
-        reason: "id-conflict",
-        detail: `node Repo ${existing.id} (${existing.name}) has the same id; delete the node Repo to mirror the Pepeunit one`,
-      });
-      continue;
-    }
-    const ownerId = row.creatorId !== null && ownerIds.has(row.creatorId) ? row.creatorId : null;
-    candidates.push({ repo: { ...mapped.value, ownerId }, createdAt: row.createdAt });
-  }
-
-  const plan = planUniqueNames(
-    local.map((row) => ({ id: row.id, name: row.name, source: row.source })),
-    candidates.map(({ repo }) => ({ id: repo.id, name: repo.name })),
+  await mirrorNamedRows(
+    context,
+    {
+      entity: "repo",
+      label: "Repo",
+      local,
+      fields: REPO_FIELDS,
+      map: (row: SourceRepo) => withMirroredOwner(mapRepo(row), row.creatorId, ownerIds),
+      nameOf: (row) => row.name,
+      describeNameConflict: (repo, holder) =>
+        `name ${JSON.stringify(repo.name)} belongs to ${holder.source} Repo ${holder.id}; rename or delete one of the two Repos`,
+      rename: (id, name) => tx.update(repos).set({ name }).where(eq(repos.id, id)),
+      insert: (repo, createdAt) =>
+        tx.insert(repos).values({ ...repo, source: "pepeunit", createdAt }),
+      update: ({ id, ...fields }) =>
+        tx
+          .update(repos)
+          .set({ ...fields, updatedAt: new Date() })
+          .where(eq(repos.id, id)),
+      onInserted: (repo) => context.changedRepoIds.add(repo.id),
+      onUpdated: (repo, _existing, changed) => {
+        context.changedRepoIds.add(repo.id);
+        context.logger.debug("Updated Repo {repoId}: {fields}", {
+          repoId: repo.id,
+          fields: changed,
+        });
+      },
+    },
+    sourceRepos,
   );
-  for (const id of plan.renamedIds) {
-    await tx
-      .update(repos)
-      .set({ name: placeholderName(id) })
-      .where(eq(repos.id, id));
-  }
-
-  for (const { repo, createdAt } of candidates) {
-    const holder = plan.blocked.get(repo.id);
-    if (holder) {
-      skipRow(context, {
-        entity: "repo",
-        sourceId: repo.id,
-        reason: "name-conflict",
-        detail: `name ${JSON.stringify(repo.name)} belongs to ${holder.source} Repo ${holder.id}; rename or delete one of the two Repos`,
-      });
-      continue;
-    }
-
-    const existing = localById.get(repo.id);
-    if (!existing) {
-      await tx.insert(repos).values({ ...repo, source: "pepeunit", createdAt });
-      summary.counts.repo.inserted += 1;
-      context.changedRepoIds.add(repo.id);
-      continue;
-    }
-    const changed = differingFields(existing, repo, REPO_FIELDS);
-    if (changed.length === 0) {
-      summary.counts.repo.unchanged += 1;
-      continue;
-    }
-    const { id, ...fields } = repo;
-    await tx
-      .update(repos)
-      .set({ ...fields, updatedAt: new Date() })
-      .where(eq(repos.id, id));
-    summary.counts.repo.updated += 1;
-    context.changedRepoIds.add(id);
-    context.logger.debug("Updated Repo {repoId}: {fields}", { repoId: id, fields: changed });
-  }
 }

@@ -1,19 +1,17 @@
 import { eq } from "drizzle-orm";
 import { repos, unitNodes, units } from "../db/schema/index.ts";
-import { type MirroredUnit, type MirroredUnitNode, mapUnit, mapUnitNode } from "./mapping.ts";
-import { differingFields, type MirrorContext, skipRow } from "./mirror-context.ts";
-import { readMirroredUserIds } from "./mirror-repos.ts";
-import { placeholderName, planUniqueNames } from "./names.ts";
+import { type MirroredUnitNode, mapUnit, mapUnitNode } from "./mapping.ts";
+import { type MirrorContext, skipRow } from "./mirror-context.ts";
+import { readMirroredUserIds, withMirroredOwner } from "./mirror-repos.ts";
+import { type MirrorWriter, mirrorNamedRows, writeMirroredRow } from "./mirror-rows.ts";
 import type { SourceUnit, SourceUnitNode } from "./source.ts";
-
-type UnitWrite = MirroredUnit & { ownerId: string | null };
 
 const UNIT_FIELDS = ["name", "visibility", "repoId", "ownerId"] as const;
 const UNIT_NODE_FIELDS = ["unitId", "type", "topicName", "visibility"] as const;
 
 /** Inserts or updates the node's copy of each changed Pepeunit Unit whose Repo is mirrored. */
 export async function mirrorUnits(context: MirrorContext, sourceUnits: SourceUnit[]) {
-  const { tx, summary } = context;
+  const { tx } = context;
   const local = await tx
     .select({
       id: units.id,
@@ -24,7 +22,6 @@ export async function mirrorUnits(context: MirrorContext, sourceUnits: SourceUni
       ownerId: units.ownerId,
     })
     .from(units);
-  const localById = new Map(local.map((row) => [row.id, row]));
   const mirroredRepos = await tx
     .select({ id: repos.id })
     .from(repos)
@@ -32,85 +29,40 @@ export async function mirrorUnits(context: MirrorContext, sourceUnits: SourceUni
   const repoIds = new Set(mirroredRepos.map((row) => row.id));
   const ownerIds = await readMirroredUserIds(context);
 
-  const candidates: { unit: UnitWrite; createdAt: Date }[] = [];
-  for (const row of sourceUnits) {
-    const mapped = mapUnit(row);
-    if (!mapped.ok) {
-      skipRow(context, {
-        entity: "unit",
-        sourceId: row.id,
-        reason: "invalid-value",
-        detail: `${mapped.problem}; fix the row in Pepeunit`,
-      });
-      continue;
-    }
-    const existing = localById.get(row.id);
-    if (existing && existing.source !== "pepeunit") {
-      skipRow(context, {
-        entity: "unit",
-        sourceId: row.id,
-        reason: "id-conflict",
-        detail: `node Unit ${existing.id} (${existing.name}) has the same id; delete the node Unit to mirror the Pepeunit one`,
-      });
-      continue;
-    }
-    if (!repoIds.has(mapped.value.repoId)) {
-      skipRow(context, {
-        entity: "unit",
-        sourceId: row.id,
-        reason: "missing-parent",
-        detail: `its Repo ${mapped.value.repoId} is not mirrored; resolve the skip reported for that Repo`,
-      });
-      continue;
-    }
-    const ownerId = row.creatorId !== null && ownerIds.has(row.creatorId) ? row.creatorId : null;
-    candidates.push({ unit: { ...mapped.value, ownerId }, createdAt: row.createdAt });
-  }
-
-  const plan = planUniqueNames(
-    local.map((row) => ({ id: row.id, name: row.name, source: row.source })),
-    candidates.map(({ unit }) => ({ id: unit.id, name: unit.name })),
+  await mirrorNamedRows(
+    context,
+    {
+      entity: "unit",
+      label: "Unit",
+      local,
+      fields: UNIT_FIELDS,
+      map: (row: SourceUnit) => withMirroredOwner(mapUnit(row), row.creatorId, ownerIds),
+      nameOf: (row) => row.name,
+      describeMissingParent: (unit) =>
+        repoIds.has(unit.repoId)
+          ? undefined
+          : `its Repo ${unit.repoId} is not mirrored; resolve the skip reported for that Repo`,
+      describeNameConflict: (unit, holder) =>
+        `name ${JSON.stringify(unit.name)} belongs to ${holder.source} Unit ${holder.id}; rename or delete one of the two Units`,
+      rename: (id, name) => tx.update(units).set({ name }).where(eq(units.id, id)),
+      insert: (unit, createdAt) =>
+        tx.insert(units).values({ ...unit, source: "pepeunit", createdAt }),
+      update: ({ id, ...fields }) =>
+        tx
+          .update(units)
+          .set({ ...fields, updatedAt: new Date() })
+          .where(eq(units.id, id)),
+      onInserted: (unit) => context.changedUnitIds.add(unit.id),
+      onUpdated: (unit, _existing, changed) => {
+        context.changedUnitIds.add(unit.id);
+        context.logger.debug("Updated Unit {unitId}: {fields}", {
+          unitId: unit.id,
+          fields: changed,
+        });
+      },
+    },
+    sourceUnits,
   );
-  for (const id of plan.renamedIds) {
-    await tx
-      .update(units)
-      .set({ name: placeholderName(id) })
-      .where(eq(units.id, id));
-  }
-
-  for (const { unit, createdAt } of candidates) {
-    const holder = plan.blocked.get(unit.id);
-    if (holder) {
-      skipRow(context, {
-        entity: "unit",
-        sourceId: unit.id,
-        reason: "name-conflict",
-        detail: `name ${JSON.stringify(unit.name)} belongs to ${holder.source} Unit ${holder.id}; rename or delete one of the two Units`,
-      });
-      continue;
-    }
-
-    const existing = localById.get(unit.id);
-    if (!existing) {
-      await tx.insert(units).values({ ...unit, source: "pepeunit", createdAt });
-      summary.counts.unit.inserted += 1;
-      context.changedUnitIds.add(unit.id);
-      continue;
-    }
-    const changed = differingFields(existing, unit, UNIT_FIELDS);
-    if (changed.length === 0) {
-      summary.counts.unit.unchanged += 1;
-      continue;
-    }
-    const { id, ...fields } = unit;
-    await tx
-      .update(units)
-      .set({ ...fields, updatedAt: new Date() })
-      .where(eq(units.id, id));
-    summary.counts.unit.updated += 1;
-    context.changedUnitIds.add(id);
-    context.logger.debug("Updated Unit {unitId}: {fields}", { unitId: id, fields: changed });
-  }
 }
 
 /**
@@ -118,7 +70,7 @@ export async function mirrorUnits(context: MirrorContext, sourceUnits: SourceUni
  * A UnitNode has no catalogue entry of its own: its change is recorded on its Unit.
  */
 export async function mirrorUnitNodes(context: MirrorContext, sourceNodes: SourceUnitNode[]) {
-  const { tx, summary } = context;
+  const { tx } = context;
   const local = await tx
     .select({
       id: unitNodes.id,
@@ -137,6 +89,27 @@ export async function mirrorUnitNodes(context: MirrorContext, sourceNodes: Sourc
     .where(eq(units.source, "pepeunit"));
   const unitIds = new Set(mirroredUnits.map((row) => row.id));
 
+  const writer: MirrorWriter<
+    MirroredUnitNode,
+    (typeof local)[number],
+    (typeof UNIT_NODE_FIELDS)[number]
+  > = {
+    entity: "unitNode",
+    fields: UNIT_NODE_FIELDS,
+    insert: (node, createdAt) => tx.insert(unitNodes).values({ ...node, createdAt }),
+    update: ({ id, ...fields }) =>
+      tx
+        .update(unitNodes)
+        .set({ ...fields, updatedAt: new Date() })
+        .where(eq(unitNodes.id, id)),
+    onInserted: (node) => context.changedUnitIds.add(node.unitId),
+    // A node moved to another Unit changes both Units.
+    onUpdated: (node, existing) => {
+      context.changedUnitIds.add(node.unitId);
+      context.changedUnitIds.add(existing.unitId);
+    },
+  };
+
   for (const row of sourceNodes) {
     const mapped = mapUnitNode(row);
     if (!mapped.ok) {
@@ -148,7 +121,7 @@ export async function mirrorUnitNodes(context: MirrorContext, sourceNodes: Sourc
       });
       continue;
     }
-    const node: MirroredUnitNode = mapped.value;
+    const node = mapped.value;
     const existing = localById.get(node.id);
     if (existing && existing.unitSource !== "pepeunit") {
       skipRow(context, {
@@ -168,25 +141,6 @@ export async function mirrorUnitNodes(context: MirrorContext, sourceNodes: Sourc
       });
       continue;
     }
-
-    if (!existing) {
-      await tx.insert(unitNodes).values({ ...node, createdAt: row.createdAt });
-      summary.counts.unitNode.inserted += 1;
-      context.changedUnitIds.add(node.unitId);
-      continue;
-    }
-    const changed = differingFields(existing, node, UNIT_NODE_FIELDS);
-    if (changed.length === 0) {
-      summary.counts.unitNode.unchanged += 1;
-      continue;
-    }
-    const { id, ...fields } = node;
-    await tx
-      .update(unitNodes)
-      .set({ ...fields, updatedAt: new Date() })
-      .where(eq(unitNodes.id, id));
-    summary.counts.unitNode.updated += 1;
-    context.changedUnitIds.add(node.unitId);
-    context.changedUnitIds.add(existing.unitId);
+    await writeMirroredRow(context, writer, node, existing, row.createdAt);
   }
 }

@@ -363,3 +363,74 @@ describe("OpenAPI document", () => {
     );
   });
 });
+
+interface UnitPageJson {
+  items: Array<{ name: string }>;
+  next: string | null;
+}
+
+const MISSING_ID = "00000000-0000-4000-8000-0000000000ff";
+
+async function createUnit(repoId: string, name: string): Promise<string> {
+  const response = await app.request("/api/v1/units", adminRequest("POST", { repoId, name }));
+  expect(response.status).toBe(201);
+  return ((await response.json()) as { id: string }).id;
+}
+
+describe("read and delete by id", () => {
+  const cases = [
+    { path: "repos", code: "repo_not_found", label: "Repo" },
+    { path: "units", code: "unit_not_found", label: "Unit" },
+  ];
+
+  for (const { path, code, label } of cases) {
+    for (const method of ["GET", "DELETE"]) {
+      it(`${method} /${path}/{id} returns 404 when missing`, async () => {
+        const response = await app.request(`/api/v1/${path}/${MISSING_ID}`, adminRequest(method));
+        expect(response.status).toBe(404);
+        const body = (await response.json()) as ErrorJson;
+        expect(body.error.code).toBe(code);
+        expect(body.error.message).toBe(`${label} ${MISSING_ID} not found`);
+      });
+    }
+  }
+
+  it("DELETE /units/{id} removes the Unit", async () => {
+    const repoId = (await createRepo("delete-host")).id;
+    const id = await createUnit(repoId, "delete-me");
+
+    const deleted = await app.request(`/api/v1/units/${id}`, adminRequest("DELETE"));
+    expect(deleted.status).toBe(204);
+    expect(await deleted.text()).toBe("");
+    const read = await app.request(`/api/v1/units/${id}`, adminRequest("GET"));
+    expect(read.status).toBe(404);
+  });
+});
+
+describe("list paging with a filter", () => {
+  it("keeps the repoId filter on every page", async () => {
+    const repoId = (await createRepo("paged-host")).id;
+    const otherRepoId = (await createRepo("other-host")).id;
+    for (const name of ["paged-a", "paged-b", "paged-c"]) await createUnit(repoId, name);
+    await createUnit(otherRepoId, "paged-bb");
+
+    const names: string[] = [];
+    let url: string | null = `/api/v1/units?repoId=${repoId}&limit=2`;
+    while (url !== null) {
+      const response = await app.request(url, adminRequest("GET"));
+      expect(response.status).toBe(200);
+      const body = (await response.json()) as UnitPageJson;
+      names.push(...body.items.map((item) => item.name));
+      const link = response.headers.get("link");
+      if (body.next === null) {
+        expect(link).toBeNull();
+        url = null;
+      } else {
+        const match = /^<([^>]+)>; rel="next"$/.exec(link ?? "");
+        expect(match?.[1]).toContain(`repoId=${repoId}`);
+        url = match?.[1] ?? null;
+      }
+    }
+    expect(names).toEqual(["paged-a", "paged-b", "paged-c"]);
+  });
+});

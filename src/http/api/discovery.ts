@@ -1,17 +1,14 @@
 /** Routes that read the catalogue: the public Repo search and the admin view of federated Repos. */
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
-import { listFederatedRepos, searchRepos } from "../../catalogue/search.ts";
-import type { NodeServices } from "../../services.ts";
-import { failureToHttpError } from "./failures.ts";
 import {
-  ADMIN_SECURITY,
-  decodePageCursor,
-  errorResponses,
-  jsonResponse,
-  setNextLink,
-  toPage,
-} from "./routing.ts";
+  type FederatedCatalogueEntry,
+  listFederatedRepos,
+  searchRepos,
+} from "../../catalogue/search.ts";
+import type { NodeServices } from "../../services.ts";
+import { unwrapResult } from "./failures.ts";
+import { adminRoute, errorResponses, jsonResponse, loadPage, setNextLink } from "./routing.ts";
 import {
   CatalogueQuerySchema,
   FederatedRepoSchema,
@@ -22,6 +19,32 @@ import {
 
 function isoOrNull(value: Date | null): string | null {
   return value === null ? null : value.toISOString();
+}
+
+function federatedRepoJson({ repo, units }: FederatedCatalogueEntry) {
+  return {
+    iri: repo.iri,
+    pepeunitId: repo.pepeunitId,
+    originHost: repo.originHost,
+    name: repo.name,
+    summary: repo.summary,
+    repositoryUrl: repo.repositoryUrl,
+    platform: repo.platform,
+    defaultBranch: repo.defaultBranch,
+    isCompilable: repo.isCompilable,
+    versions: repo.versions,
+    publishedAt: isoOrNull(repo.publishedAt),
+    remoteUpdatedAt: isoOrNull(repo.remoteUpdatedAt),
+    receivedAt: repo.receivedAt.toISOString(),
+    units: units.map((unit) => ({
+      iri: unit.iri,
+      pepeunitId: unit.pepeunitId,
+      name: unit.name,
+      nodes: unit.nodes,
+      remoteUpdatedAt: isoOrNull(unit.remoteUpdatedAt),
+      receivedAt: unit.receivedAt.toISOString(),
+    })),
+  };
 }
 
 export function registerDiscoveryRoutes(
@@ -57,21 +80,19 @@ export function registerDiscoveryRoutes(
         limit: query.limit,
         cursor: query.cursor,
       });
-      if (!result.ok) throw failureToHttpError(result.failure, "query");
-      setNextLink(c, result.value.next);
-      return c.json(result.value, 200);
+      const page = unwrapResult(result, "query");
+      setNextLink(c, page.next);
+      return c.json(page, 200);
     },
   );
 
   app.openapi(
-    createRoute({
+    adminRoute(admin, {
       method: "get",
       path: "/catalogue",
       tags: ["Federation"],
       summary:
         "List the federated catalogue: Repos received from other instances, with their Units",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
       request: { query: CatalogueQuerySchema },
       responses: {
         200: jsonResponse(
@@ -82,38 +103,13 @@ export function registerDiscoveryRoutes(
       },
     }),
     async (c) => {
-      const { limit, cursor, origin } = c.req.valid("query");
-      const entries = await listFederatedRepos(db, {
-        limit: limit + 1,
-        after: decodePageCursor(cursor),
-        originHost: origin,
+      const { origin, ...query } = c.req.valid("query");
+      const body = await loadPage(c, query, {
+        load: (page) => listFederatedRepos(db, { ...page, originHost: origin }),
+        keyOf: (entry) => entry.repo.iri,
+        toItem: federatedRepoJson,
       });
-      const page = toPage(entries, limit, (entry) => entry.repo.iri);
-      setNextLink(c, page.next);
-      const items = page.rows.map(({ repo, units }) => ({
-        iri: repo.iri,
-        pepeunitId: repo.pepeunitId,
-        originHost: repo.originHost,
-        name: repo.name,
-        summary: repo.summary,
-        repositoryUrl: repo.repositoryUrl,
-        platform: repo.platform,
-        defaultBranch: repo.defaultBranch,
-        isCompilable: repo.isCompilable,
-        versions: repo.versions,
-        publishedAt: isoOrNull(repo.publishedAt),
-        remoteUpdatedAt: isoOrNull(repo.remoteUpdatedAt),
-        receivedAt: repo.receivedAt.toISOString(),
-        units: units.map((unit) => ({
-          iri: unit.iri,
-          pepeunitId: unit.pepeunitId,
-          name: unit.name,
-          nodes: unit.nodes,
-          remoteUpdatedAt: isoOrNull(unit.remoteUpdatedAt),
-          receivedAt: unit.receivedAt.toISOString(),
-        })),
-      }));
-      return c.json({ items, next: page.next }, 200);
+      return c.json(body, 200);
     },
   );
 }

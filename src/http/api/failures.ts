@@ -6,7 +6,7 @@ import type { Hook } from "@hono/zod-openapi";
 import type { Context, Env } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
-import type { CatalogueFailure } from "../../catalogue/validation.ts";
+import type { CatalogueFailure, CatalogueResult } from "../../catalogue/validation.ts";
 import { getNodeLogger } from "../../logging.ts";
 import { errorResponse, HttpError } from "../errors.ts";
 
@@ -80,10 +80,8 @@ export function failureToHttpError(failure: CatalogueFailure, location = "body")
         `Invalid ${location} field ${failure.field}: ${failure.message}`,
         { issues: [{ location, field: failure.field, message: failure.message }] },
       );
-    case "not_found": {
-      const label = failure.entity === "repo" ? "Repo" : "Unit";
-      return new HttpError(404, `${failure.entity}_not_found`, `${label} ${failure.id} not found`);
-    }
+    case "not_found":
+      return notFound(failure.entity, failure.id);
     case "name_taken":
       return new HttpError(
         409,
@@ -107,6 +105,18 @@ export function failureToHttpError(failure: CatalogueFailure, location = "body")
         `${failure.entity === "repo" ? "Repo" : "Unit"} ${failure.id} is mirrored from Pepeunit; change it in Pepeunit, the importer overwrites changes made here`,
       );
   }
+}
+
+/** Returns the 404 error of a Repo or Unit that does not exist. */
+export function notFound(entity: "repo" | "unit", id: string): HttpError {
+  const label = entity === "repo" ? "Repo" : "Unit";
+  return new HttpError(404, `${entity}_not_found`, `${label} ${id} not found`);
+}
+
+/** Returns the value of a catalogue result, or throws its failure as an {@link HttpError}. */
+export function unwrapResult<T>(result: CatalogueResult<T>, location = "body"): T {
+  if (!result.ok) throw failureToHttpError(result.failure, location);
+  return result.value;
 }
 
 /** Error handler of the API routes: framework errors keep their status, the rest are logged. */

@@ -1,5 +1,5 @@
 /** Admin routes for instance follows and the list of known peers. */
-import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import { asc, eq, gt, sql } from "drizzle-orm";
 import type { MiddlewareHandler } from "hono";
 import type { DatabaseLike } from "../../db/client.ts";
@@ -13,15 +13,7 @@ import { FederationLookupError } from "../../federation-port.ts";
 import { getNodeLogger } from "../../logging.ts";
 import type { NodeServices } from "../../services.ts";
 import { HttpError } from "../errors.ts";
-import {
-  ADMIN_SECURITY,
-  decodePageCursor,
-  errorResponses,
-  jsonBody,
-  jsonResponse,
-  setNextLink,
-  toPage,
-} from "./routing.ts";
+import { adminRoute, errorResponses, jsonBody, jsonResponse, loadPage } from "./routing.ts";
 import {
   FollowBodySchema,
   FollowedInstanceSchema,
@@ -91,8 +83,37 @@ export async function listPeers(
     .limit(page.limit);
 }
 
-function lookupFailed(error: FederationLookupError): HttpError {
-  return new HttpError(502, "federation_lookup_failed", error.message, { target: error.target });
+function peerJson(row: PeerRow) {
+  return {
+    id: row.id,
+    iri: row.iri,
+    host: row.host,
+    type: row.type,
+    name: row.name,
+    isPepeunitNode: row.isPepeunitNode,
+    outbound:
+      row.outboundState === null || row.outboundUpdatedAt === null
+        ? null
+        : { state: row.outboundState, updatedAt: row.outboundUpdatedAt.toISOString() },
+    inbound: { followsInstance: row.followsInstance, followedRepoCount: row.followedRepoCount },
+  };
+}
+
+/**
+ * Runs a call to the federation port. A failed actor lookup is passed to `onLookupFailure` for
+ * logging and then thrown as a 502 {@link HttpError}. Other errors pass through unchanged.
+ */
+async function callFederation<T>(
+  call: () => Promise<T>,
+  onLookupFailure: (error: FederationLookupError) => void,
+): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (!(error instanceof FederationLookupError)) throw error;
+    onLookupFailure(error);
+    throw new HttpError(502, "federation_lookup_failed", error.message, { target: error.target });
+  }
 }
 
 export function registerPeerRoutes(
@@ -103,13 +124,11 @@ export function registerPeerRoutes(
   const { db, federation } = services;
 
   app.openapi(
-    createRoute({
+    adminRoute(admin, {
       method: "post",
       path: "/instances/follow",
       tags: ["Federation"],
       summary: "Follow another instance: look up its instance actor and send a signed Follow",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
       request: { body: jsonBody(FollowBodySchema) },
       responses: {
         202: jsonResponse(
@@ -121,28 +140,21 @@ export function registerPeerRoutes(
     }),
     async (c) => {
       const { target } = c.req.valid("json");
-      try {
-        const followed = await federation.followInstance(new URL(target));
-        logger.info("Followed instance {host} at {actorIri}", { ...followed });
-        return c.json(followed, 202);
-      } catch (error) {
-        if (error instanceof FederationLookupError) {
-          logger.warn("Follow of {target} failed: {error}", { target, error });
-          throw lookupFailed(error);
-        }
-        throw error;
-      }
+      const followed = await callFederation(
+        () => federation.followInstance(new URL(target)),
+        (error) => logger.warn("Follow of {target} failed: {error}", { target, error }),
+      );
+      logger.info("Followed instance {host} at {actorIri}", { ...followed });
+      return c.json(followed, 202);
     },
   );
 
   app.openapi(
-    createRoute({
+    adminRoute(admin, {
       method: "delete",
       path: "/instances/follow",
       tags: ["Federation"],
       summary: "Unfollow an instance: send Undo(Follow) and forget the follow",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
       request: { body: jsonBody(FollowBodySchema) },
       responses: {
         204: { description: "Unfollowed" },
@@ -151,16 +163,10 @@ export function registerPeerRoutes(
     }),
     async (c) => {
       const { target } = c.req.valid("json");
-      let removed: boolean;
-      try {
-        removed = await federation.unfollowInstance(new URL(target));
-      } catch (error) {
-        if (error instanceof FederationLookupError) {
-          logger.warn("Unfollow of {target} failed: {error}", { target, error });
-          throw lookupFailed(error);
-        }
-        throw error;
-      }
+      const removed = await callFederation(
+        () => federation.unfollowInstance(new URL(target)),
+        (error) => logger.warn("Unfollow of {target} failed: {error}", { target, error }),
+      );
       if (!removed) {
         throw new HttpError(404, "follow_not_found", `This node does not follow ${target}`);
       }
@@ -170,13 +176,11 @@ export function registerPeerRoutes(
   );
 
   app.openapi(
-    createRoute({
+    adminRoute(admin, {
       method: "get",
       path: "/peers",
       tags: ["Federation"],
       summary: "List known remote actors with the follow state in each direction",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
       request: { query: PageQuerySchema },
       responses: {
         200: jsonResponse(pageOf(PeerSchema, "PeerPage"), "A page of peers"),
@@ -184,24 +188,12 @@ export function registerPeerRoutes(
       },
     }),
     async (c) => {
-      const { limit, cursor } = c.req.valid("query");
-      const rows = await listPeers(db, { limit: limit + 1, after: decodePageCursor(cursor) });
-      const page = toPage(rows, limit, (row) => row.iri);
-      setNextLink(c, page.next);
-      const items = page.rows.map((row) => ({
-        id: row.id,
-        iri: row.iri,
-        host: row.host,
-        type: row.type,
-        name: row.name,
-        isPepeunitNode: row.isPepeunitNode,
-        outbound:
-          row.outboundState === null || row.outboundUpdatedAt === null
-            ? null
-            : { state: row.outboundState, updatedAt: row.outboundUpdatedAt.toISOString() },
-        inbound: { followsInstance: row.followsInstance, followedRepoCount: row.followedRepoCount },
-      }));
-      return c.json({ items, next: page.next }, 200);
+      const body = await loadPage(c, c.req.valid("query"), {
+        load: (page) => listPeers(db, page),
+        keyOf: (row) => row.iri,
+        toItem: peerJson,
+      });
+      return c.json(body, 200);
     },
   );
 }

@@ -1,5 +1,5 @@
 /** Admin routes for local Repos: list, read, create, update, delete. */
-import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import {
   createRepo,
@@ -11,16 +11,15 @@ import {
 } from "../../catalogue/repos.ts";
 import { localRepoIri } from "../../catalogue/search.ts";
 import type { NodeServices } from "../../services.ts";
-import { HttpError } from "../errors.ts";
-import { failureToHttpError } from "./failures.ts";
+import { registerDeleteRoute, registerGetRoute } from "./entity-routes.ts";
+import { unwrapResult } from "./failures.ts";
 import {
-  ADMIN_SECURITY,
-  decodePageCursor,
+  adminRoute,
   errorResponses,
   jsonBody,
   jsonResponse,
-  setNextLink,
-  toPage,
+  loadPage,
+  setCreatedLocation,
 } from "./routing.ts";
 import {
   IdParamsSchema,
@@ -55,10 +54,6 @@ function repoJson(origin: URL, repo: RepoRecord) {
   };
 }
 
-function repoNotFound(id: string): HttpError {
-  return new HttpError(404, "repo_not_found", `Repo ${id} not found`);
-}
-
 export function registerRepoRoutes(
   app: OpenAPIHono,
   services: NodeServices,
@@ -67,13 +62,11 @@ export function registerRepoRoutes(
   const { db, config } = services;
 
   app.openapi(
-    createRoute({
+    adminRoute(admin, {
       method: "get",
       path: "/repos",
       tags: ["Repos"],
       summary: "List local Repos of every visibility, by name",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
       request: { query: PageQuerySchema },
       responses: {
         200: jsonResponse(pageOf(RepoSchema, "RepoPage"), "A page of Repos"),
@@ -81,25 +74,21 @@ export function registerRepoRoutes(
       },
     }),
     async (c) => {
-      const { limit, cursor } = c.req.valid("query");
-      const rows = await listRepos(db, { limit: limit + 1, after: decodePageCursor(cursor) });
-      const page = toPage(rows, limit, (repo) => repo.name);
-      setNextLink(c, page.next);
-      return c.json(
-        { items: page.rows.map((repo) => repoJson(config.origin, repo)), next: page.next },
-        200,
-      );
+      const body = await loadPage(c, c.req.valid("query"), {
+        load: (page) => listRepos(db, page),
+        keyOf: (repo) => repo.name,
+        toItem: (repo) => repoJson(config.origin, repo),
+      });
+      return c.json(body, 200);
     },
   );
 
   app.openapi(
-    createRoute({
+    adminRoute(admin, {
       method: "post",
       path: "/repos",
       tags: ["Repos"],
       summary: "Create a local Repo",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
       request: { body: jsonBody(RepoCreateSchema) },
       responses: {
         201: jsonResponse(RepoSchema, "The created Repo"),
@@ -107,43 +96,29 @@ export function registerRepoRoutes(
       },
     }),
     async (c) => {
-      const result = await createRepo(db, c.req.valid("json"));
-      if (!result.ok) throw failureToHttpError(result.failure);
-      c.header("Location", `${new URL(c.req.url).pathname}/${result.value.id}`);
-      return c.json(repoJson(config.origin, result.value), 201);
+      const repo = unwrapResult(await createRepo(db, c.req.valid("json")));
+      setCreatedLocation(c, repo.id);
+      return c.json(repoJson(config.origin, repo), 201);
     },
   );
 
-  app.openapi(
-    createRoute({
-      method: "get",
-      path: "/repos/{id}",
-      tags: ["Repos"],
-      summary: "Read a local Repo",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
-      request: { params: IdParamsSchema },
-      responses: {
-        200: jsonResponse(RepoSchema, "The Repo"),
-        ...errorResponses(400, 401, 403, 404),
-      },
-    }),
-    async (c) => {
-      const { id } = c.req.valid("param");
-      const repo = await getRepo(db, id);
-      if (!repo) throw repoNotFound(id);
-      return c.json(repoJson(config.origin, repo), 200);
-    },
-  );
+  registerGetRoute(app, admin, {
+    path: "/repos/{id}",
+    tags: ["Repos"],
+    summary: "Read a local Repo",
+    entity: "repo",
+    schema: RepoSchema,
+    description: "The Repo",
+    load: (id) => getRepo(db, id),
+    toJson: (repo) => repoJson(config.origin, repo),
+  });
 
   app.openapi(
-    createRoute({
+    adminRoute(admin, {
       method: "patch",
       path: "/repos/{id}",
       tags: ["Repos"],
       summary: "Update a local Repo; a stricter visibility also tightens its Units and nodes",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
       request: { params: IdParamsSchema, body: jsonBody(RepoUpdateSchema) },
       responses: {
         200: jsonResponse(RepoUpdateResultSchema, "The updated Repo"),
@@ -152,32 +127,17 @@ export function registerRepoRoutes(
     }),
     async (c) => {
       const { id } = c.req.valid("param");
-      const result = await updateRepo(db, id, c.req.valid("json"));
-      if (!result.ok) throw failureToHttpError(result.failure);
-      const { repo, tightenedUnitIds } = result.value;
+      const { repo, tightenedUnitIds } = unwrapResult(
+        await updateRepo(db, id, c.req.valid("json")),
+      );
       return c.json({ ...repoJson(config.origin, repo), tightenedUnitIds }, 200);
     },
   );
 
-  app.openapi(
-    createRoute({
-      method: "delete",
-      path: "/repos/{id}",
-      tags: ["Repos"],
-      summary: "Delete a local Repo with its Units",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
-      request: { params: IdParamsSchema },
-      responses: {
-        204: { description: "Deleted" },
-        ...errorResponses(400, 401, 403, 404, 409),
-      },
-    }),
-    async (c) => {
-      const { id } = c.req.valid("param");
-      const result = await deleteRepo(db, id);
-      if (!result.ok) throw failureToHttpError(result.failure);
-      return c.body(null, 204);
-    },
-  );
+  registerDeleteRoute(app, admin, {
+    path: "/repos/{id}",
+    tags: ["Repos"],
+    summary: "Delete a local Repo with its Units",
+    remove: (id) => deleteRepo(db, id),
+  });
 }

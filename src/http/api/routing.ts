@@ -1,6 +1,9 @@
-/** Shared pieces of route definitions: response declarations, page cursors and next links. */
-import type { z } from "@hono/zod-openapi";
-import type { Context } from "hono";
+/**
+ * Shared pieces of route definitions: admin routes, response declarations, page cursors, next
+ * links and the `Location` of created resources.
+ */
+import { createRoute, type RouteConfig, type z } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
 import { HttpError } from "../errors.ts";
 import { ErrorSchema } from "./schemas.ts";
 
@@ -18,6 +21,17 @@ const ERROR_DESCRIPTIONS = {
 } as const;
 
 type ErrorStatus = keyof typeof ERROR_DESCRIPTIONS;
+
+/**
+ * Declares a route that requires the admin token. The `admin` middleware checks the token, and
+ * the OpenAPI document lists the bearer security scheme.
+ */
+export function adminRoute<
+  P extends string,
+  R extends Omit<RouteConfig, "path" | "security" | "middleware"> & { path: P },
+>(admin: MiddlewareHandler, config: R) {
+  return createRoute({ ...config, security: ADMIN_SECURITY, middleware: [admin] as const });
+}
 
 export function jsonResponse<T extends z.ZodType>(schema: T, description: string) {
   return { description, content: { "application/json": { schema } } };
@@ -81,6 +95,38 @@ export function toPage<T>(
     rows: page,
     next: rows.length > limit && last !== undefined ? encodePageCursor(keyOf(last)) : null,
   };
+}
+
+/** The paging fields of a list route's query. */
+export interface PageQuery {
+  limit: number;
+  cursor?: string | undefined;
+}
+
+/**
+ * Loads one page of a list route and returns its response body. `load` is asked for one row more
+ * than `limit` after the cursor's key, which shows whether a next page exists. The `Link` header
+ * points at that page.
+ */
+export async function loadPage<Row, Item>(
+  c: Context,
+  query: PageQuery,
+  page: {
+    load: (request: { limit: number; after: string | undefined }) => Promise<Row[]>;
+    /** The sort key of a row, which the next page's cursor contains. */
+    keyOf: (row: Row) => string;
+    toItem: (row: Row) => Item;
+  },
+): Promise<{ items: Item[]; next: string | null }> {
+  const rows = await page.load({ limit: query.limit + 1, after: decodePageCursor(query.cursor) });
+  const { rows: pageRows, next } = toPage(rows, query.limit, page.keyOf);
+  setNextLink(c, next);
+  return { items: pageRows.map((row) => page.toItem(row)), next };
+}
+
+/** Sets `Location` of a resource created by a POST to the collection: the request path and `id`. */
+export function setCreatedLocation(c: Context, id: string): void {
+  c.header("Location", `${new URL(c.req.url).pathname}/${id}`);
 }
 
 /** Adds `Link: <...>; rel="next"` (RFC 8288) pointing at the next page of the same request. */

@@ -1,5 +1,5 @@
 /** Admin routes for local Units and their nodes: list, read, create, update, delete. */
-import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import {
   createUnit,
@@ -10,16 +10,15 @@ import {
   updateUnit,
 } from "../../catalogue/units.ts";
 import type { NodeServices } from "../../services.ts";
-import { HttpError } from "../errors.ts";
-import { failureToHttpError } from "./failures.ts";
+import { registerDeleteRoute, registerGetRoute } from "./entity-routes.ts";
+import { unwrapResult } from "./failures.ts";
 import {
-  ADMIN_SECURITY,
-  decodePageCursor,
+  adminRoute,
   errorResponses,
   jsonBody,
   jsonResponse,
-  setNextLink,
-  toPage,
+  loadPage,
+  setCreatedLocation,
 } from "./routing.ts";
 import {
   IdParamsSchema,
@@ -56,13 +55,11 @@ export function registerUnitRoutes(
   const { db } = services;
 
   app.openapi(
-    createRoute({
+    adminRoute(admin, {
       method: "get",
       path: "/units",
       tags: ["Units"],
       summary: "List local Units with their nodes, by name",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
       request: { query: UnitListQuerySchema },
       responses: {
         200: jsonResponse(pageOf(UnitSchema, "UnitPage"), "A page of Units"),
@@ -70,26 +67,22 @@ export function registerUnitRoutes(
       },
     }),
     async (c) => {
-      const { limit, cursor, repoId } = c.req.valid("query");
-      const rows = await listUnits(db, {
-        limit: limit + 1,
-        after: decodePageCursor(cursor),
-        repoId,
+      const { repoId, ...query } = c.req.valid("query");
+      const body = await loadPage(c, query, {
+        load: (page) => listUnits(db, { ...page, repoId }),
+        keyOf: (unit) => unit.name,
+        toItem: unitJson,
       });
-      const page = toPage(rows, limit, (unit) => unit.name);
-      setNextLink(c, page.next);
-      return c.json({ items: page.rows.map(unitJson), next: page.next }, 200);
+      return c.json(body, 200);
     },
   );
 
   app.openapi(
-    createRoute({
+    adminRoute(admin, {
       method: "post",
       path: "/units",
       tags: ["Units"],
       summary: "Create a Unit of a local Repo, with its nodes",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
       request: { body: jsonBody(UnitCreateSchema) },
       responses: {
         201: jsonResponse(UnitSchema, "The created Unit"),
@@ -97,43 +90,29 @@ export function registerUnitRoutes(
       },
     }),
     async (c) => {
-      const result = await createUnit(db, c.req.valid("json"));
-      if (!result.ok) throw failureToHttpError(result.failure);
-      c.header("Location", `${new URL(c.req.url).pathname}/${result.value.id}`);
-      return c.json(unitJson(result.value), 201);
+      const unit = unwrapResult(await createUnit(db, c.req.valid("json")));
+      setCreatedLocation(c, unit.id);
+      return c.json(unitJson(unit), 201);
     },
   );
 
-  app.openapi(
-    createRoute({
-      method: "get",
-      path: "/units/{id}",
-      tags: ["Units"],
-      summary: "Read a Unit with its nodes",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
-      request: { params: IdParamsSchema },
-      responses: {
-        200: jsonResponse(UnitSchema, "The Unit"),
-        ...errorResponses(400, 401, 403, 404),
-      },
-    }),
-    async (c) => {
-      const { id } = c.req.valid("param");
-      const unit = await getUnit(db, id);
-      if (!unit) throw new HttpError(404, "unit_not_found", `Unit ${id} not found`);
-      return c.json(unitJson(unit), 200);
-    },
-  );
+  registerGetRoute(app, admin, {
+    path: "/units/{id}",
+    tags: ["Units"],
+    summary: "Read a Unit with its nodes",
+    entity: "unit",
+    schema: UnitSchema,
+    description: "The Unit",
+    load: (id) => getUnit(db, id),
+    toJson: unitJson,
+  });
 
   app.openapi(
-    createRoute({
+    adminRoute(admin, {
       method: "patch",
       path: "/units/{id}",
       tags: ["Units"],
       summary: "Update a Unit; `nodes`, when given, replaces the node list",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
       request: { params: IdParamsSchema, body: jsonBody(UnitUpdateSchema) },
       responses: {
         200: jsonResponse(UnitSchema, "The updated Unit"),
@@ -142,31 +121,15 @@ export function registerUnitRoutes(
     }),
     async (c) => {
       const { id } = c.req.valid("param");
-      const result = await updateUnit(db, id, c.req.valid("json"));
-      if (!result.ok) throw failureToHttpError(result.failure);
-      return c.json(unitJson(result.value), 200);
+      const unit = unwrapResult(await updateUnit(db, id, c.req.valid("json")));
+      return c.json(unitJson(unit), 200);
     },
   );
 
-  app.openapi(
-    createRoute({
-      method: "delete",
-      path: "/units/{id}",
-      tags: ["Units"],
-      summary: "Delete a Unit with its nodes",
-      security: ADMIN_SECURITY,
-      middleware: [admin] as const,
-      request: { params: IdParamsSchema },
-      responses: {
-        204: { description: "Deleted" },
-        ...errorResponses(400, 401, 403, 404, 409),
-      },
-    }),
-    async (c) => {
-      const { id } = c.req.valid("param");
-      const result = await deleteUnit(db, id);
-      if (!result.ok) throw failureToHttpError(result.failure);
-      return c.body(null, 204);
-    },
-  );
+  registerDeleteRoute(app, admin, {
+    path: "/units/{id}",
+    tags: ["Units"],
+    summary: "Delete a Unit with its nodes",
+    remove: (id) => deleteUnit(db, id),
+  });
 }

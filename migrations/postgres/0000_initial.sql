@@ -194,11 +194,14 @@ ALTER TABLE "federated_units" ADD CONSTRAINT "federated_units_repo_iri_federated
 ALTER TABLE "inbound_follows" ADD CONSTRAINT "inbound_follows_remote_actor_id_remote_actors_id_fk" FOREIGN KEY ("remote_actor_id") REFERENCES "public"."remote_actors"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "outbound_follows" ADD CONSTRAINT "outbound_follows_remote_actor_id_remote_actors_id_fk" FOREIGN KEY ("remote_actor_id") REFERENCES "public"."remote_actors"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "repos_search_document_idx" ON "repos" USING gin ("search_document");--> statement-breakpoint
+CREATE INDEX "repos_public_recency_idx" ON "repos" USING btree ("updated_at" desc) WHERE "repos"."visibility" = 'Public';--> statement-breakpoint
 CREATE INDEX "repos_owner_id_idx" ON "repos" USING btree ("owner_id");--> statement-breakpoint
 CREATE INDEX "unit_nodes_unit_id_idx" ON "unit_nodes" USING btree ("unit_id");--> statement-breakpoint
 CREATE INDEX "units_repo_id_idx" ON "units" USING btree ("repo_id");--> statement-breakpoint
 CREATE INDEX "federated_repos_search_document_idx" ON "federated_repos" USING gin ("search_document");--> statement-breakpoint
 CREATE INDEX "federated_repos_origin_host_idx" ON "federated_repos" USING btree ("origin_host");--> statement-breakpoint
+CREATE INDEX "federated_repos_recency_idx" ON "federated_repos" USING btree ((coalesce("remote_updated_at", "published_at", "received_at")) desc,"iri" desc);--> statement-breakpoint
+CREATE INDEX "federated_repos_origin_recency_idx" ON "federated_repos" USING btree ("origin_host",(coalesce("remote_updated_at", "published_at", "received_at")) desc,"iri" desc);--> statement-breakpoint
 CREATE INDEX "federated_units_repo_iri_idx" ON "federated_units" USING btree ("repo_iri");--> statement-breakpoint
 CREATE INDEX "fedify_kv_expires_at_idx" ON "fedify_kv" USING btree ("expires_at") WHERE "fedify_kv"."expires_at" is not null;--> statement-breakpoint
 CREATE UNIQUE INDEX "inbound_follows_actor_follower_unique" ON "inbound_follows" USING btree ("actor_identifier","remote_actor_id");--> statement-breakpoint

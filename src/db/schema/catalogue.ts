@@ -71,6 +71,9 @@ export const repos = pgTable(
     check("repos_source_check", sql`${table.source} in (${sqlList(ROW_SOURCES)})`),
     check("repos_versions_is_array", sql`jsonb_typeof(${table.versions}) = 'array'`),
     index("repos_search_document_idx").using("gin", table.searchDocument),
+    index("repos_public_recency_idx")
+      .on(sql`${table.updatedAt} desc`)
+      .where(sql`${table.visibility} = 'Public'`),
     index("repos_owner_id_idx").on(table.ownerId),
   ],
 );

@@ -127,6 +127,17 @@ export const federatedRepos = pgTable(
     check("federated_repos_versions_is_array", sql`jsonb_typeof(${table.versions}) = 'array'`),
     index("federated_repos_search_document_idx").using("gin", table.searchDocument),
     index("federated_repos_origin_host_idx").on(table.originHost),
+    // Recency order of the search (newest first); without it a search with no words or with
+    // only filters sorts the whole table.
+    index("federated_repos_recency_idx").on(
+      sql`(coalesce(${table.remoteUpdatedAt}, ${table.publishedAt}, ${table.receivedAt})) desc`,
+      sql`${table.iri} desc`,
+    ),
+    index("federated_repos_origin_recency_idx").on(
+      table.originHost,
+      sql`(coalesce(${table.remoteUpdatedAt}, ${table.publishedAt}, ${table.receivedAt})) desc`,
+      sql`${table.iri} desc`,
+    ),
   ],
 );
 

@@ -64,8 +64,10 @@ async function main(): Promise<void> {
 
   const nodes: HarnessNode[] = [];
   const stopAll = async () => {
+    say("Stopping the three nodes and PostgreSQL");
     await Promise.all(nodes.map((node) => node.stop()));
     await postgres.stop();
+    say("Stopped");
   };
   process.once("SIGINT", () => void stopAll().then(() => process.exit(0)));
   process.once("SIGTERM", () => void stopAll().then(() => process.exit(0)));

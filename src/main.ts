@@ -11,9 +11,12 @@ import { NODE_VERSION } from "./version.ts";
 
 const logger = getNodeLogger("cli");
 
+/** Whether LogTape is configured, so a fatal error is reported once, in the log. */
+let loggingReady = false;
+
 const HELP = `Pepeunit Node ${NODE_VERSION}
 
-Usage: node src/main.ts <command>
+Usage: npm start | npm run <migrate|import>\n   or: ./node_modules/.bin/node src/main.ts <command>
 
 Commands:
   start     Start the node in the role PU_NODE_ROLE (all, web or worker); the default command
@@ -27,27 +30,27 @@ Settings are PU_NODE_* environment variables; docs/configuration.md lists them.
 
 /** Runs `migrate` or `import` against the node's database and returns the exit status. */
 async function runOnce(command: "migrate" | "import", config: Config): Promise<number> {
+  const sourceUrl = config.pepeunitDatabaseUrl;
+  if (command === "import" && !sourceUrl) {
+    process.stderr.write(
+      "PU_NODE_PEPEUNIT_DATABASE_URL is not set; set it to a read-only URL of the Pepeunit " +
+        "database, for example postgres://reader:secret@127.0.0.1:5432/pepeunit\n",
+    );
+    await tearDownLogging();
+    return 78;
+  }
   const database = await openDatabase(config);
-  let status = 0;
   try {
-    if (command === "import") {
-      if (!config.pepeunitDatabaseUrl) {
-        process.stderr.write(
-          "PU_NODE_PEPEUNIT_DATABASE_URL is not set; set it to a read-only URL of the Pepeunit " +
-            "database, for example postgres://reader:secret@127.0.0.1:5432/pepeunit\n",
-        );
-        status = 78;
-      } else {
-        const summary = await runPepeunitImportOnce(database.db, config.pepeunitDatabaseUrl);
-        process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-      }
+    if (command === "import" && sourceUrl) {
+      const summary = await runPepeunitImportOnce(database.db, sourceUrl);
+      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     }
   } finally {
     await database.pool.end();
     await database.embedded?.stop();
     await tearDownLogging();
   }
-  return status;
+  return 0;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -77,6 +80,7 @@ async function main(argv: string[]): Promise<number> {
     throw error;
   }
   await setUpLogging({ level: config.logLevel, format: config.logFormat });
+  loggingReady = true;
 
   if (command === "migrate" || command === "import") {
     return await runOnce(command, config);
@@ -102,11 +106,14 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   async (error: unknown) => {
-    logger.fatal("Node failed: {error}", { error });
-    await tearDownLogging().catch(() => undefined);
-    process.stderr.write(
-      `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
+    if (loggingReady) {
+      logger.fatal("Node failed: {error}", { error });
+      await tearDownLogging().catch(() => undefined);
+    } else {
+      process.stderr.write(
+        `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+    }
     process.exit(1);
   },
 );

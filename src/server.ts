@@ -60,9 +60,27 @@ export async function openDatabase(config: Config): Promise<DatabaseHandle> {
   } catch (error) {
     await pool.end();
     await embedded?.stop();
-    throw error;
+    const setting = config.databaseUrl ? "PU_NODE_DATABASE_URL" : "the embedded server";
+    const reason = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+    throw new Error(
+      `PostgreSQL at ${describeDatabaseUrl(url)} (${setting}) cannot be used: ${String(reason)}. ` +
+        "Check that the server runs, that the URL, user and password are right, and that the " +
+        "user may create tables in the database.",
+      { cause: error },
+    );
   }
   return { pool, db, url, embedded };
+}
+
+function listenFailureMessage(error: NodeJS.ErrnoException, config: Config): string {
+  const address = `${config.listenHost}:${config.port}`;
+  if (error.code === "EADDRINUSE") {
+    return `Cannot listen on ${address}: the port is in use; set PU_NODE_PORT to a free port`;
+  }
+  if (error.code === "ENOTFOUND" || error.code === "EADDRNOTAVAIL") {
+    return `Cannot listen on ${address}: ${error.code}; set PU_NODE_LISTEN_HOST to an address of this machine, such as 127.0.0.1 or 0.0.0.0`;
+  }
+  return `Cannot listen on ${address}: ${error.message}`;
 }
 
 export async function startNode(config: Config): Promise<RunningNode> {
@@ -155,6 +173,13 @@ export async function startNode(config: Config): Promise<RunningNode> {
         (info) => resolve({ server: created, port: info.port }),
       );
       created.once("error", reject);
+    }).catch(async (error: NodeJS.ErrnoException) => {
+      controller.abort();
+      await Promise.allSettled(background);
+      await importSource?.end();
+      await pool.end();
+      await database.embedded?.stop();
+      throw new Error(listenFailureMessage(error, config), { cause: error });
     });
     server = listening.server;
     port = listening.port;

@@ -32,6 +32,11 @@ export function createPool(options: PoolOptions): pg.Pool {
     // pool.end() resolves before the sockets close; errors from connections it is closing
     // (for example when the embedded server stops right after) mean nothing.
     if (pool.ending) return;
+    // 57P01 (admin_shutdown): the server is stopping, for example after Ctrl+C reached it too.
+    if ((error as { code?: string }).code === "57P01") {
+      logger.info("PostgreSQL closed an idle connection because the server is shutting down");
+      return;
+    }
     logger.error("Idle PostgreSQL connection failed: {error}", { error });
   });
   return pool;

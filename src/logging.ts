@@ -14,6 +14,8 @@ import {
   getTextFormatter,
   type Logger,
   reset,
+  type Sink,
+  withFilter,
 } from "@logtape/logtape";
 import type { LogLevel } from "./config.ts";
 
@@ -29,6 +31,8 @@ export const LOG_MODULES = [
   "cli",
   "server",
   "queue",
+  "metering",
+  "timeseries",
 ] as const;
 export type LogModule = (typeof LOG_MODULES)[number];
 
@@ -40,6 +44,8 @@ export function getNodeLogger(module: LogModule, ...parts: string[]): Logger {
 export interface LoggingOptions {
   level: LogLevel;
   format: "text" | "json";
+  /** Receives every error and fatal record of the node and of Fedify, for error tracking. */
+  errorSink?: Sink;
 }
 
 /**
@@ -70,13 +76,16 @@ export async function setUpLogging(options: LoggingOptions): Promise<void> {
   await configure({
     reset: true,
     contextLocalStorage: new AsyncLocalStorage(),
-    sinks: { console: getConsoleSink({ formatter }) },
+    sinks: {
+      console: getConsoleSink({ formatter }),
+      errors: withFilter(options.errorSink ?? (() => {}), "error"),
+    },
     loggers: [
-      { category: [ROOT_CATEGORY], sinks: ["console"], lowestLevel: options.level },
+      { category: [ROOT_CATEGORY], sinks: ["console", "errors"], lowestLevel: options.level },
       // Fedify is chatty at debug; keep it one step quieter than the node unless tracing.
       {
         category: ["fedify"],
-        sinks: ["console"],
+        sinks: ["console", "errors"],
         lowestLevel: options.level === "trace" || options.level === "debug" ? "debug" : "warning",
       },
       { category: ["logtape", "meta"], sinks: ["console"], lowestLevel: "warning" },

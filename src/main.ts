@@ -6,6 +6,8 @@ import { parseArgs } from "node:util";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { runPepeunitImportOnce } from "./import/loop.ts";
 import { getNodeLogger, setUpLogging, tearDownLogging } from "./logging.ts";
+import { ErrorCounter } from "./metering/errors/counter.ts";
+import { getErrorCountingSink } from "./metering/errors/sink.ts";
 import { openDatabase, startNode } from "./server.ts";
 import { NODE_VERSION } from "./version.ts";
 
@@ -19,7 +21,7 @@ const HELP = `Pepeunit Node ${NODE_VERSION}
 Usage: npm start | npm run <migrate|import>\n   or: ./node_modules/.bin/node src/main.ts <command>
 
 Commands:
-  start     Start the node in the role PU_NODE_ROLE (all, web or worker); the default command
+  start     Start the node in the role PU_NODE_ROLE (all, web, worker or tap); the default command
   migrate   Apply pending PostgreSQL migrations and exit
   import    Mirror the Pepeunit database at PU_NODE_PEPEUNIT_DATABASE_URL once and exit
   version   Print the version
@@ -79,14 +81,19 @@ async function main(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  await setUpLogging({ level: config.logLevel, format: config.logFormat });
+  const errorCounter = new ErrorCounter();
+  await setUpLogging({
+    level: config.logLevel,
+    format: config.logFormat,
+    errorSink: getErrorCountingSink(errorCounter),
+  });
   loggingReady = true;
 
   if (command === "migrate" || command === "import") {
     return await runOnce(command, config);
   }
 
-  const node = await startNode(config);
+  const node = await startNode(config, { errorCounter });
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
       logger.info("Received {signal}", { signal });

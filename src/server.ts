@@ -21,6 +21,8 @@ import { createApp } from "./http/app.ts";
 import { createPepeunitSourcePool, startPepeunitImportLoop } from "./import/loop.ts";
 import { runPeriodically } from "./jobs/loop.ts";
 import { getNodeLogger } from "./logging.ts";
+import { ErrorCounter } from "./metering/errors/counter.ts";
+import { type MeteringRuntime, startMetering } from "./metering/runtime.ts";
 import type { NodeServices } from "./services.ts";
 
 const logger = getNodeLogger("server");
@@ -28,6 +30,8 @@ const logger = getNodeLogger("server");
 export interface RunningNode {
   services: NodeServices;
   federation: NodeFederation;
+  /** The MQTT broker this process meters, when it runs the tap (embedded or configured). */
+  brokerUrl: URL | undefined;
   /** The port the HTTP server listens on, when the role serves HTTP. */
   port: number | undefined;
   stop(): Promise<void>;
@@ -83,7 +87,12 @@ function listenFailureMessage(error: NodeJS.ErrnoException, config: Config): str
   return `Cannot listen on ${address}: ${error.message}`;
 }
 
-export async function startNode(config: Config): Promise<RunningNode> {
+export interface StartOptions {
+  /** Counter behind the logging sink of error records; a fresh one when omitted (tests). */
+  errorCounter?: ErrorCounter;
+}
+
+export async function startNode(config: Config, options: StartOptions = {}): Promise<RunningNode> {
   logger.info("Starting Pepeunit Node as role {role} for {origin}", {
     role: config.role,
     origin: config.origin.href,
@@ -104,16 +113,35 @@ export async function startNode(config: Config): Promise<RunningNode> {
     kv,
     queue,
   });
+  const controller = new AbortController();
+  const background: Promise<unknown>[] = [];
+  const errorCounter = options.errorCounter ?? new ErrorCounter();
+  let metering: MeteringRuntime;
+  try {
+    metering = await startMetering({
+      config,
+      pool,
+      db,
+      errorCounter,
+      queues: { fedify: queue },
+      signal: controller.signal,
+    });
+  } catch (error) {
+    await pool.end();
+    await database.embedded?.stop();
+    throw error;
+  }
+  background.push(...metering.jobs);
+
   const services: NodeServices = {
     config,
     pool,
     db,
     federation: createFederationPort(federation, db, config.origin),
     adminToken: await resolveAdminToken(config.adminToken, config.dataDir),
+    timeSeries: metering.store,
+    errorCounter,
   };
-
-  const controller = new AbortController();
-  const background: Promise<unknown>[] = [];
   if (config.role === "all" || config.role === "worker") {
     background.push(federation.startQueue(undefined, { signal: controller.signal }));
     background.push(
@@ -166,7 +194,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   let server: ServerType | undefined;
   let port: number | undefined;
   if (config.role === "all" || config.role === "web") {
-    const app = createApp(services, federation);
+    const app = createApp(services, federation, metering.metrics);
     const listening = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
       const created = serve(
         { fetch: app.fetch, hostname: config.listenHost, port: config.port },
@@ -177,6 +205,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       controller.abort();
       await Promise.allSettled(background);
       await importSource?.end();
+      await metering.stop();
       await pool.end();
       await database.embedded?.stop();
       throw new Error(listenFailureMessage(error, config), { cause: error });
@@ -203,11 +232,12 @@ export async function startNode(config: Config): Promise<RunningNode> {
       await Promise.allSettled(background);
       logger.info("Worker jobs stopped");
       await importSource?.end();
+      await metering.stop();
       await pool.end();
       logger.info("Database pool closed");
       await database.embedded?.stop();
     })();
     return stopping;
   };
-  return { services, federation, port, stop };
+  return { services, federation, port, brokerUrl: metering.brokerUrl, stop };
 }

@@ -1,6 +1,7 @@
 /**
  * Vitest global setup: starts the test PostgreSQL server and builds the migrated template
- * database that every test database is copied from.
+ * database that every test database is copied from. It also starts one throwaway ClickHouse
+ * server, unless `PU_NODE_TEST_CLICKHOUSE_URL` names one or the binary is missing.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -11,11 +12,14 @@ import type { TestProject } from "vitest/node";
 import { createDatabase, createPool } from "../src/db/client.ts";
 import { startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
+import { hasClickHouseBinary, startTestClickHouse } from "./clickhouse.ts";
 import { dropDatabase, TEMPLATE_DATABASE, withDatabase } from "./postgres.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
     postgresAdminUrl: string;
+    /** HTTP URL of the test ClickHouse server, or "" when none is available. */
+    clickhouseUrl: string;
   }
 }
 
@@ -62,7 +66,17 @@ export default async function setup(project: TestProject) {
 
   project.provide("postgresAdminUrl", adminUrl);
 
+  let clickhouseUrl = process.env.PU_NODE_TEST_CLICKHOUSE_URL ?? "";
+  let stopClickHouse: (() => Promise<void>) | undefined;
+  if (!clickhouseUrl && (await hasClickHouseBinary())) {
+    const clickhouse = await startTestClickHouse(await findFreePort(), await findFreePort());
+    clickhouseUrl = clickhouse.url;
+    stopClickHouse = clickhouse.stop;
+  }
+  project.provide("clickhouseUrl", clickhouseUrl);
+
   return async () => {
+    await stopClickHouse?.();
     await stopServer?.();
     if (scratch) await rm(scratch, { recursive: true, force: true });
   };

@@ -39,6 +39,7 @@ export async function startTestNode(
     PU_NODE_ADMIN_TOKEN: adminToken,
     PU_NODE_ALLOW_PRIVATE_ADDRESS: "true",
     PU_NODE_QUEUE_POLL_INTERVAL_MS: "100",
+    PU_NODE_EMBEDDED_MQTT_PORT: "0",
     ...env,
   });
   const node = await startNode(config);

@@ -115,6 +115,7 @@ export async function startBenchNode(
     PU_NODE_DATABASE_URL: databaseUrl,
     PU_NODE_ADMIN_TOKEN: randomBytes(32).toString("hex"),
     PU_NODE_ALLOW_PRIVATE_ADDRESS: "true",
+    PU_NODE_EMBEDDED_MQTT_PORT: "0",
     ...options.env,
   });
   const node = await startNode(config);

@@ -105,7 +105,11 @@ async function stopServer(server: { stop(): Promise<void> }): Promise<void> {
   const exited = child
     ? new Promise<"exited">((resolve) => child.once("exit", () => resolve("exited")))
     : new Promise<never>(() => {});
-  const outcome = await Promise.race([server.stop().then(() => "stopped" as const), exited, timedOut]);
+  const outcome = await Promise.race([
+    server.stop().then(() => "stopped" as const),
+    exited,
+    timedOut,
+  ]);
   clearTimeout(timer);
   if (outcome === "timeout") {
     logger.warning("Embedded PostgreSQL did not stop within {ms} ms; killing it", {

@@ -13,6 +13,7 @@ import type { NodeServices } from "../services.ts";
 import { createApiRoutes } from "./api/index.ts";
 import { errorResponse, HttpError } from "./errors.ts";
 import { renderLandingPage } from "./landing.ts";
+import type { NodeMetrics } from "./metrics.ts";
 
 const logger = getNodeLogger("http");
 
@@ -29,9 +30,14 @@ function tooLarge(limit: number) {
   };
 }
 
-export function createApp(services: NodeServices, federation: NodeFederation): Hono {
+export function createApp(
+  services: NodeServices,
+  federation: NodeFederation,
+  metrics: NodeMetrics,
+): Hono {
   const { config } = services;
   const app = new Hono();
+  app.use(metrics.httpMiddleware);
 
   app.use(async (c, next) => {
     const requestId = c.req.header("x-request-id") ?? crypto.randomUUID();
@@ -55,6 +61,9 @@ export function createApp(services: NodeServices, federation: NodeFederation): H
   app.use(federationMiddleware(federation, () => undefined, config.origin));
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
+  // NOTE: /metrics has no authentication, as Prometheus scrapers expect; expose the node's port
+  // only to the networks that should read it, or put the path behind the reverse proxy's rules.
+  app.get("/metrics", metrics.handler);
   app.get("/", (c) => c.html(renderLandingPage(config, c.req.header("accept-language"))));
   app.route("/api/v1", createApiRoutes(services));
 

@@ -3,10 +3,14 @@
  * schemas, so `GET /api/v1/openapi.json` describes the whole API as OpenAPI 3.1.
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { registerIngestSecurityScheme } from "../../metering/channels/ingest-auth.ts";
+import { registerUsageIngestRoute } from "../../metering/channels/usage-route.ts";
+import { registerErrorIngestRoute } from "../../metering/errors/ingest.ts";
 import type { NodeServices } from "../../services.ts";
 import { requireAdminToken } from "../auth.ts";
 import { registerDiscoveryRoutes } from "./discovery.ts";
 import { handleApiError, validationHook } from "./failures.ts";
+import { registerMeteringRoutes } from "./metering.ts";
 import { registerPeerRoutes } from "./peers.ts";
 import { registerRepoRoutes } from "./repos.ts";
 import { ADMIN_SCHEME } from "./routing.ts";
@@ -31,6 +35,12 @@ export function createApiRoutes(services: NodeServices): OpenAPIHono {
   registerRepoRoutes(app, services, admin);
   registerUnitRoutes(app, services, admin);
   registerPeerRoutes(app, services, admin);
+  registerMeteringRoutes(app, services.timeSeries, admin);
+
+  registerIngestSecurityScheme(app);
+  const ingestToken = services.config.ingestToken;
+  registerErrorIngestRoute(app, { ingestToken, counter: services.errorCounter });
+  registerUsageIngestRoute(app, { db: services.db, ingestToken });
 
   app.doc31(OPENAPI_PATH, {
     openapi: "3.1.0",

@@ -7,7 +7,9 @@ import {
   type FederationPort,
   type FollowedInstance,
 } from "../../federation-port.ts";
+import { ErrorCounter } from "../../metering/errors/counter.ts";
 import type { NodeServices } from "../../services.ts";
+import { createTimeSeriesStore } from "../../timeseries/factory.ts";
 import { createApiRoutes } from "./index.ts";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789";
@@ -42,6 +44,8 @@ export function createTestApi(database: TestDatabase, federation: FederationPort
     db: database.db,
     federation,
     adminToken: ADMIN_TOKEN,
+    timeSeries: createTimeSeriesStore(config, database.pool),
+    errorCounter: new ErrorCounter(),
   };
   const app = new Hono();
   app.route("/api/v1", createApiRoutes(services));

@@ -16,7 +16,12 @@ export const CLICKHOUSE_BINARY = "/usr/sbin/clickhouse-server";
 export interface TestClickHouseServer {
   /** HTTP URL of the server, without a database. */
   url: string;
+  /** Stops the server and removes its data. */
   stop(): Promise<void>;
+  /** Stops the server and keeps its data, to simulate an outage. */
+  pause(): Promise<void>;
+  /** Starts a paused server again on the same ports and data. */
+  resume(): Promise<void>;
 }
 
 /** Returns whether the ClickHouse server binary is installed. */
@@ -88,26 +93,34 @@ export async function startTestClickHouse(
   await writeFile(configFile, serverConfig(directory, httpPort, tcpPort));
   await writeFile(path.join(directory, "users.xml"), USERS_CONFIG);
 
-  const child = spawn(CLICKHOUSE_BINARY, [`--config-file=${configFile}`], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let stderr = "";
-  child.stderr?.on("data", (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString("utf8")).slice(-4000);
-  });
   const url = `http://127.0.0.1:${httpPort}`;
+  let stderr = "";
+  let child: ChildProcess | undefined;
+  const launch = async () => {
+    const started = spawn(CLICKHOUSE_BINARY, [`--config-file=${configFile}`], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    child = started;
+    started.stderr?.on("data", (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString("utf8")).slice(-4000);
+    });
+    await waitForPing(url, started, () => stderr);
+  };
+  const pause = async () => {
+    if (child) await stopProcess(child);
+  };
   const stop = async () => {
-    await stopProcess(child);
+    await pause();
     await rm(directory, { recursive: true, force: true });
   };
 
   try {
-    await waitForPing(url, child, () => stderr);
+    await launch();
   } catch (error) {
     await stop();
     throw error;
   }
-  return { url, stop };
+  return { url, stop, pause, resume: launch };
 }
 
 async function waitForPing(url: string, child: ChildProcess, stderr: () => string): Promise<void> {

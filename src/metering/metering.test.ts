@@ -100,6 +100,9 @@ describe("metering in a node", () => {
     });
     expect(domains.find((item) => item.key === domain)?.messages.hour).toBe(50);
 
+    const channels = await api<{ items: { channel: string; count: number }[] }>("/channels");
+    expect(channels.body.items).toContainEqual({ channel: "mqtt", count: 57 });
+
     const hot = await api<{ items: { key: string; messages: number }[] }>("/load/hot?window=hour");
     expect(hot.body.items[0]).toEqual(
       expect.objectContaining({ key: `${domain}/${input.id}/pepeunit`, messages: 30 }),

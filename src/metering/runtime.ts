@@ -14,6 +14,7 @@ import { createTimeSeriesStore } from "../timeseries/factory.ts";
 import type { TimeSeriesStore } from "../timeseries/store.ts";
 import type { CounterBatch, CounterSink } from "../timeseries/types.ts";
 import { BackendChannelScraper, backendChannelJob } from "./channels/backend-scraper.ts";
+import { TapChannelRecorder } from "./channels/tap-channel.ts";
 import { EmbeddedMqttBroker } from "./embedded-broker.ts";
 import { readBrokerUptime } from "./emqx/broker.ts";
 import { createEmqxClientFromConfig } from "./emqx/client.ts";
@@ -53,12 +54,19 @@ export interface MeteringRuntime {
   stop(): Promise<void>;
 }
 
-/** Wraps the store so that `/metrics` sees every flush of the tap. */
-function countingSink(store: CounterSink, metrics: NodeMetrics): CounterSink {
+/**
+ * Wraps the store so that `/metrics` and the MQTT channel counters see every flush of the tap.
+ */
+function countingSink(
+  store: CounterSink,
+  metrics: NodeMetrics,
+  channel: TapChannelRecorder,
+): CounterSink {
   return {
     async writeCounterBatch(batch: CounterBatch) {
       try {
         const outcome = await store.writeCounterBatch(batch);
+        if (outcome === "written") await channel.record(batch);
         let messages = 0;
         let bytes = 0;
         for (const row of batch.rows) {
@@ -104,7 +112,8 @@ export async function startMetering(options: MeteringOptions): Promise<MeteringR
     }
     // With port 0 the broker picked its port; the tap must connect to that one.
     const tapConfig = broker ? { ...config, embeddedMqttPort: broker.port } : config;
-    tap = await startTap({ config: tapConfig, db, sink: countingSink(store, metrics) });
+    const channel = new TapChannelRecorder(store);
+    tap = await startTap({ config: tapConfig, db, sink: countingSink(store, metrics, channel) });
     let reportedMissed = 0;
     const missedReport = setInterval(() => {
       const missed = tap?.stats().missedMessagesEstimate ?? 0;

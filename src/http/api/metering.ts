@@ -188,6 +188,50 @@ export function registerMeteringRoutes(
   app.openapi(
     adminRoute(admin, {
       method: "get",
+      path: "/aggregation-space",
+      tags: ["Metering"],
+      summary: "Space that Pepeunit's DataPipe aggregations take, per UnitNode and per user",
+      responses: {
+        200: jsonResponse(
+          z.object({
+            at: z.string().nullable(),
+            unitNodes: z.array(
+              z.object({
+                unitNodeId: z.string(),
+                userId: z.string().nullable(),
+                table: z.string(),
+                rows: z.number(),
+                bytes: z.number().openapi({ description: "Estimated bytes on disk" }),
+              }),
+            ),
+            users: z.array(
+              z.object({ userId: z.string().nullable(), rows: z.number(), bytes: z.number() }),
+            ),
+            missingTables: z.array(z.string()),
+          }),
+          "The newest measurement; empty lists and a null time before the first one",
+        ),
+        ...errorResponses(401, 403),
+      },
+    }),
+    async (c) => {
+      const snapshot = await store.latestAggregationSpace();
+      if (!snapshot) return c.json({ at: null, unitNodes: [], users: [], missingTables: [] }, 200);
+      return c.json(
+        {
+          at: snapshot.at.toISOString(),
+          unitNodes: snapshot.unitNodes,
+          users: snapshot.users,
+          missingTables: snapshot.missingTables,
+        },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    adminRoute(admin, {
+      method: "get",
       path: "/errors",
       tags: ["Metering"],
       summary: "Frequency of error and critical log records per fingerprint (kept 168 hours)",

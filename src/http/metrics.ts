@@ -37,8 +37,8 @@ export interface TapMetrics {
   /** Counts one flush that the store rejected; the tap is expected to retry its batch. */
   recordFlushFailure(): void;
   /**
-   * Adds messages the tap estimates it missed, for example from the gap between the broker's
-   * `messages.received` and the tap's count over the same interval.
+   * Adds messages the tap estimates it missed while disconnected (its recent rate times the time
+   * it was away); an estimate, not a count.
    */
   recordMissedMessages(estimate: number): void;
 }

@@ -6,6 +6,7 @@
 import type { MessageQueueDepth } from "@fedify/fedify";
 import type pg from "pg";
 import type { Config } from "../config.ts";
+import { AdvisoryLockHolder } from "../db/advisory-lock.ts";
 import type { Database } from "../db/client.ts";
 import { createMetricsRoute, type NodeMetrics } from "../http/metrics.ts";
 import { runPeriodically } from "../jobs/loop.ts";
@@ -29,6 +30,9 @@ import {
 import { startTap, type Tap } from "./tap/tap.ts";
 
 const logger = getNodeLogger("metering");
+
+/** Advisory lock key of the EMQX hot-topic meter: "PUEMQX" as ASCII. */
+const EMQX_METER_LOCK_KEY = 0x5055454d5158;
 
 /** How often minute counters are rolled up into hours and expired data is dropped. */
 const ROLLUP_INTERVAL_MS = 5 * 60_000;
@@ -108,7 +112,6 @@ export async function startMetering(options: MeteringOptions): Promise<MeteringR
           { cause: error },
         );
       }
-      logger.info("Embedded MQTT broker listening on {url}", { url: broker.url.href });
     }
     // With port 0 the broker picked its port; the tap must connect to that one.
     const tapConfig = broker ? { ...config, embeddedMqttPort: broker.port } : config;
@@ -124,9 +127,10 @@ export async function startMetering(options: MeteringOptions): Promise<MeteringR
     closers.push(async () => clearInterval(missedReport));
   }
 
-  let errorFlusher: ErrorCountFlusher | undefined;
+  // Every process counts its own error records (and a web process those the backend ingests),
+  // so every process writes them; rows of one minute and fingerprint add up in the store.
+  const errorFlusher = new ErrorCountFlusher(options.errorCounter, store);
   if (runsWorker) {
-    errorFlusher = new ErrorCountFlusher(options.errorCounter, store);
     jobs.push(
       runPeriodically(
         {
@@ -164,8 +168,11 @@ export async function startMetering(options: MeteringOptions): Promise<MeteringR
     }
 
     if (emqx) {
-      // NOTE: the meter treats every topic registered in EMQX as its own, so exactly one worker
-      // per EMQX cluster may run it; with several worker processes, configure the EMQX API on one.
+      // The meter treats every topic registered in EMQX as its own, so one worker per database
+      // runs it: the holder of a PostgreSQL advisory lock. Another worker takes over when the
+      // holder's connection ends.
+      const lock = new AdvisoryLockHolder(pool, EMQX_METER_LOCK_KEY);
+      closers.push(() => lock.release());
       const meter = new HotTopicMeter({
         client: emqx,
         sink: store,
@@ -179,7 +186,7 @@ export async function startMetering(options: MeteringOptions): Promise<MeteringR
             name: "emqx-hot-topic-metrics",
             intervalMs: 60_000,
             run: async () => {
-              await meter.runOnce();
+              if (await lock.hold()) await meter.runOnce();
               return false;
             },
           },
@@ -197,7 +204,7 @@ export async function startMetering(options: MeteringOptions): Promise<MeteringR
     stop: async () => {
       await tap?.stop();
       await broker?.stop();
-      await errorFlusher?.stop();
+      await errorFlusher.stop();
       for (const close of closers) await close();
       await store.close();
       logger.info("Metering stopped");

@@ -33,7 +33,13 @@ export class TapChannelRecorder {
     this.#sink = sink;
   }
 
-  /** Adds a batch the store accepted and writes the totals of its minutes; never throws. */
+  /**
+   * Adds a batch the store accepted and writes the totals of its minutes; never throws.
+   *
+   * NOTE: on ClickHouse a retry that races its own first attempt can be reported `written` twice
+   * (the decision record on the time-series store explains when), and then this batch counts twice
+   * here, while the topic counters still count it once.
+   */
   async record(batch: CounterBatch): Promise<void> {
     for (const row of batch.rows) {
       const minute = row.minute.getTime();

@@ -1,10 +1,8 @@
 /** `POST /ingest/usage`: usage events of the Pepeunit backend, stored once per `(source, id)`. */
-import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { DatabaseLike } from "../../db/client.ts";
 import { jsonBody, jsonResponse } from "../../http/api/routing.ts";
-import { ErrorSchema } from "../../http/api/schemas.ts";
-import { HttpError } from "../../http/errors.ts";
-import { INGEST_SCHEME, requireIngestToken } from "./ingest-auth.ts";
+import { checkTimeWindow, ingestRoute } from "./ingest-route.ts";
 import { storeUsageEvents } from "./usage-events.ts";
 
 export const MAX_EVENTS_PER_REQUEST = 1000;
@@ -54,7 +52,7 @@ export function registerUsageIngestRoute(
   options: { db: DatabaseLike; ingestToken: string | undefined; now?: () => number },
 ): void {
   const now = options.now ?? Date.now;
-  const route = createRoute({
+  const route = ingestRoute(options.ingestToken, {
     method: "post",
     path: "/ingest/usage",
     tags: ["Ingest"],
@@ -63,49 +61,26 @@ export function registerUsageIngestRoute(
       `At most ${MAX_EVENTS_PER_REQUEST} events per request. An event's \`time\` must lie ` +
       "within the last 35 days and at most 5 minutes ahead of the node's clock. A repeated " +
       "`(source, id)` is counted as a duplicate and not stored again.",
-    security: [{ [INGEST_SCHEME]: [] }],
-    middleware: [requireIngestToken(options.ingestToken)] as const,
     request: { body: jsonBody(UsageIngestSchema) },
     responses: {
       200: jsonResponse(UsageIngestResultSchema, "How many events were new and duplicates"),
-      400: jsonResponse(ErrorSchema, "Invalid body: `error.details.issues` names each field"),
-      401: jsonResponse(ErrorSchema, "Missing ingest token"),
-      403: jsonResponse(ErrorSchema, "Invalid ingest token"),
-      503: jsonResponse(ErrorSchema, "Ingest is disabled: PU_NODE_INGEST_TOKEN is not set"),
     },
   });
 
   app.openapi(route, async (c) => {
     const { events } = c.req.valid("json");
-    const at = now();
-    const issues: Array<{ location: string; field: string; message: string }> = [];
-    const parsed = events.map((event, index) => {
-      const time = new Date(event.time);
-      if (time.getTime() < at - MAX_EVENT_AGE_MS) {
-        issues.push({
-          location: "body",
-          field: `events[${index}].time`,
-          message: "older than 35 days, the oldest usage the node accepts",
-        });
-      } else if (time.getTime() > at + MAX_EVENT_FUTURE_MS) {
-        issues.push({
-          location: "body",
-          field: `events[${index}].time`,
-          message: "more than 5 minutes ahead of the node's clock; check the sender's clock",
-        });
-      }
-      return { ...event, time };
-    });
-    const first = issues[0];
-    if (first !== undefined) {
-      // The whole request is rejected, so a retry after fixing it cannot half-apply.
-      throw new HttpError(
-        400,
-        "invalid_request",
-        `Invalid body field ${first.field}: ${first.message}`,
-        { issues },
-      );
-    }
+    const parsed = events.map((event) => ({ ...event, time: new Date(event.time) }));
+    checkTimeWindow(
+      parsed.map((event) => event.time),
+      "events",
+      now(),
+      {
+        maxAgeMs: MAX_EVENT_AGE_MS,
+        tooOld: "older than 35 days, the oldest usage the node accepts",
+        maxFutureMs: MAX_EVENT_FUTURE_MS,
+        tooFarAhead: "more than 5 minutes ahead of the node's clock; check the sender's clock",
+      },
+    );
     const outcome = await storeUsageEvents(options.db, parsed);
     return c.json(outcome, 200);
   });

@@ -2,11 +2,9 @@
  * `POST /ingest/errors`: the Pepeunit backend reports its `ERROR` and `CRITICAL` log records,
  * which are counted like the node's own (source `backend`). Only frequencies are kept.
  */
-import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { type OpenAPIHono, z } from "@hono/zod-openapi";
 import { jsonBody, jsonResponse } from "../../http/api/routing.ts";
-import { ErrorSchema } from "../../http/api/schemas.ts";
-import { HttpError } from "../../http/errors.ts";
-import { INGEST_SCHEME, requireIngestToken } from "../channels/ingest-auth.ts";
+import { checkTimeWindow, ingestRoute } from "../channels/ingest-route.ts";
 import { type ErrorCounter, fingerprintOf } from "./counter.ts";
 
 export const MAX_RECORDS_PER_REQUEST = 1000;
@@ -72,7 +70,7 @@ export function registerErrorIngestRoute(
   options: { ingestToken: string | undefined; counter: ErrorCounter; now?: () => number },
 ): void {
   const now = options.now ?? Date.now;
-  const route = createRoute({
+  const route = ingestRoute(options.ingestToken, {
     method: "post",
     path: "/ingest/errors",
     tags: ["Ingest"],
@@ -80,50 +78,21 @@ export function registerErrorIngestRoute(
     description:
       `At most ${MAX_RECORDS_PER_REQUEST} records per request; each \`time\` must lie within ` +
       "the last 168 hours and at most 5 minutes ahead of the node's clock.",
-    security: [{ [INGEST_SCHEME]: [] }],
-    middleware: [requireIngestToken(options.ingestToken)] as const,
     request: { body: jsonBody(ErrorIngestSchema) },
     responses: {
       200: jsonResponse(ErrorIngestResultSchema, "How many records were counted"),
-      400: jsonResponse(ErrorSchema, "Invalid body: `error.details.issues` names each field"),
-      401: jsonResponse(ErrorSchema, "Missing ingest token"),
-      403: jsonResponse(ErrorSchema, "Invalid ingest token"),
-      503: jsonResponse(ErrorSchema, "Ingest is disabled: PU_NODE_INGEST_TOKEN is not set"),
     },
   });
 
   app.openapi(route, async (c) => {
     const { records } = c.req.valid("json");
-    const at = now();
-    const issues: Array<{ location: string; field: string; message: string }> = [];
-    const times = records.map((record, index) => {
-      const time = new Date(record.time);
-      if (time.getTime() < at - MAX_RECORD_AGE_MS) {
-        issues.push({
-          location: "body",
-          field: `records[${index}].time`,
-          message: "older than 168 hours, the retention of error counts; leave the record out",
-        });
-      } else if (time.getTime() > at + MAX_RECORD_FUTURE_MS) {
-        issues.push({
-          location: "body",
-          field: `records[${index}].time`,
-          message: "more than 5 minutes ahead of the node's clock; check the backend's clock",
-        });
-      }
-      return time;
+    const times = records.map((record) => new Date(record.time));
+    checkTimeWindow(times, "records", now(), {
+      maxAgeMs: MAX_RECORD_AGE_MS,
+      tooOld: "older than 168 hours, the retention of error counts; leave the record out",
+      maxFutureMs: MAX_RECORD_FUTURE_MS,
+      tooFarAhead: "more than 5 minutes ahead of the node's clock; check the backend's clock",
     });
-    const first = issues[0];
-    if (first !== undefined) {
-      throw new HttpError(
-        400,
-        "invalid_request",
-        `Invalid body field ${first.field}: ${first.message}`,
-        {
-          issues,
-        },
-      );
-    }
 
     records.forEach((record, index) => {
       const template =

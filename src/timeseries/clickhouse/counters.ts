@@ -7,6 +7,7 @@ import { nextWatermark, planRollup, ROLLUP_JOB } from "../schedule.ts";
 import type { RollUpResult } from "../store.ts";
 import { fromUnixSeconds, toUnixSeconds } from "../time.ts";
 import type { BatchWriteOutcome, CounterBatch } from "../types.ts";
+import { writeBatchOnce } from "./ledger.ts";
 import { dateTimeLiteral, integerLiteral, quoteString } from "./sql.ts";
 
 let lastVersion = 0;
@@ -22,30 +23,19 @@ export function nextVersion(): number {
 }
 
 /**
- * Writes a normalized batch. The ledger check skips a retry whose first write finished. A retry
- * that races its first attempt writes rows with the same (minute, topic, batch_id) key, which
- * FINAL reads count once. Rows go first and the ledger row last, so a ledger row always means
- * that the rows landed.
+ * Writes a normalized batch once per batch id (see `writeBatchOnce`). A retry that races its
+ * first attempt writes rows with the same (minute, topic, batch_id) key.
  */
 export async function writeCounterBatch(
   client: ClickHouseClient,
   batch: CounterBatch,
 ): Promise<BatchWriteOutcome> {
-  const seen = await client.query({
-    query: `SELECT count() AS n FROM counter_batches WHERE batch_id = ${quoteString(batch.batchId)}`,
-    format: "JSONEachRow",
-  });
-  const [found] = await seen.json<{ n: number }>();
-  if ((found?.n ?? 0) > 0) return "duplicate";
-
-  let newest = 0;
-  const values = batch.rows.map((row) => {
-    const minute = toUnixSeconds(row.minute);
-    newest = Math.max(newest, minute);
-    return {
-      minute,
+  return await writeBatchOnce(
+    client,
+    { rows: "topic_counter_minutes", ledger: "counter_batches" },
+    batch,
+    (row) => ({
       topic: row.topic,
-      batch_id: batch.batchId,
       domain: row.domain,
       domain_kind: row.domainKind,
       unit_node_id: row.unitNodeId ?? "",
@@ -53,23 +43,9 @@ export async function writeCounterBatch(
       repo_id: row.repoId ?? "",
       messages: row.messages,
       bytes: row.bytes,
-    };
-  });
-  await client.insert({ table: "topic_counter_minutes", values, format: "JSONEachRow" });
-  await client.insert({
-    table: "counter_batches",
-    values: [
-      {
-        batch_id: batch.batchId,
-        tap_id: batch.tapId,
-        newest_minute: newest,
-        rows: batch.rows.length,
-        written_at: toUnixSeconds(new Date()),
-      },
-    ],
-    format: "JSONEachRow",
-  });
-  return "written";
+    }),
+    { tap_id: batch.tapId },
+  );
 }
 
 export async function readRollupWatermark(client: ClickHouseClient): Promise<Date | null> {

@@ -5,36 +5,26 @@
 import type { ClickHouseClient } from "@clickhouse/client";
 import type { EmqxTopicCounterBatch } from "../../metering/emqx/topic-metrics.ts";
 import type { EmqxTopicTotal } from "../store.ts";
-import { toUnixSeconds } from "../time.ts";
 import type { BatchWriteOutcome } from "../types.ts";
-import { dateTimeLiteral, integerLiteral, quoteString } from "./sql.ts";
+import { writeBatchOnce } from "./ledger.ts";
+import { dateTimeLiteral, integerLiteral } from "./sql.ts";
 
 /**
- * Writes a normalized batch with the guarantee of the tap's `writeCounterBatch`. The ledger
- * check skips a retry whose first write finished. A retry that races its first attempt writes
- * rows with the same (minute, source, topic, batch_id) key, which FINAL reads count once. Rows
- * go first and the ledger row last, so a ledger row always means that the rows landed.
+ * Writes a normalized batch once per batch id (see `writeBatchOnce`), as the tap's
+ * `writeCounterBatch` does. A retry that races its first attempt writes rows with the same
+ * (minute, source, topic, batch_id) key.
  */
 export async function writeEmqxTopicCounters(
   client: ClickHouseClient,
   batch: EmqxTopicCounterBatch,
 ): Promise<BatchWriteOutcome> {
-  const seen = await client.query({
-    query: `SELECT count() AS n FROM emqx_counter_batches WHERE batch_id = ${quoteString(batch.batchId)}`,
-    format: "JSONEachRow",
-  });
-  const [found] = await seen.json<{ n: number }>();
-  if ((found?.n ?? 0) > 0) return "duplicate";
-
-  let newest = 0;
-  const values = batch.rows.map((row) => {
-    const minute = toUnixSeconds(row.minute);
-    newest = Math.max(newest, minute);
-    return {
-      minute,
+  return await writeBatchOnce(
+    client,
+    { rows: "emqx_topic_counter_minutes", ledger: "emqx_counter_batches" },
+    batch,
+    (row) => ({
       source: batch.source,
       topic: row.topic,
-      batch_id: batch.batchId,
       domain: row.domain,
       domain_kind: row.domainKind,
       unit_node_id: row.unitNodeId ?? "",
@@ -43,23 +33,9 @@ export async function writeEmqxTopicCounters(
       messages_in: row.messages,
       messages_out: row.messagesOut,
       messages_dropped: row.messagesDropped,
-    };
-  });
-  await client.insert({ table: "emqx_topic_counter_minutes", values, format: "JSONEachRow" });
-  await client.insert({
-    table: "emqx_counter_batches",
-    values: [
-      {
-        batch_id: batch.batchId,
-        source: batch.source,
-        newest_minute: newest,
-        rows: batch.rows.length,
-        written_at: toUnixSeconds(new Date()),
-      },
-    ],
-    format: "JSONEachRow",
-  });
-  return "written";
+    }),
+    { source: batch.source },
+  );
 }
 
 /** Sums per topic over minutes in `[start, end)`, most messages in first, then by topic. */

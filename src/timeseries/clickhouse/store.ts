@@ -10,28 +10,10 @@ import { type ClickHouseClient, createClient } from "@clickhouse/client";
 import { getNodeLogger } from "../../logging.ts";
 import type { EmqxTopicCounterBatch } from "../../metering/emqx/topic-metrics.ts";
 import type { AggregationSpaceSnapshot } from "../../metering/state/aggregation-space.ts";
-import {
-  type CounterGroup,
-  type CounterReader,
-  type CounterSumOptions,
-  computeHotList,
-  computeLoadReport,
-  type WindowPlan,
-} from "../load.ts";
+import { BaseTimeSeriesStore, type RetentionRun } from "../base-store.ts";
+import type { CounterGroup, CounterSumOptions, WindowPlan } from "../load.ts";
 import { retentionCutoffs } from "../schedule.ts";
-import type {
-  ChannelTotal,
-  EmqxTopicTotal,
-  ErrorFrequency,
-  HotEntry,
-  HotSubject,
-  HotWindow,
-  LoadReport,
-  LoadSubject,
-  RetentionResult,
-  RollUpResult,
-  TimeSeriesStore,
-} from "../store.ts";
+import type { ChannelTotal, EmqxTopicTotal, ErrorFrequency, RollUpResult } from "../store.ts";
 import { floorMinute, fromUnixSeconds, toUnixSeconds } from "../time.ts";
 import type {
   BatchWriteOutcome,
@@ -43,17 +25,6 @@ import type {
   ErrorSource,
   NodeStateSample,
 } from "../types.ts";
-import {
-  checkAggregationSpaceSnapshot,
-  checkLimit,
-  checkNodeStateSample,
-  checkRange,
-  checkTime,
-  normalizeChannelCounts,
-  normalizeCounterBatch,
-  normalizeEmqxTopicCounterBatch,
-  normalizeErrorCounts,
-} from "../validation.ts";
 import * as aggregationSpace from "./aggregation-space.ts";
 import * as counters from "./counters.ts";
 import * as emqxCounters from "./emqx-counters.ts";
@@ -76,13 +47,14 @@ export function clickHouseDatabase(url: URL): string {
   return name;
 }
 
-export class ClickHouseTimeSeriesStore implements TimeSeriesStore, CounterReader {
+export class ClickHouseTimeSeriesStore extends BaseTimeSeriesStore {
   readonly #url: URL;
   readonly #database: string;
   readonly #client: ClickHouseClient;
 
   /** `url` is the server's HTTP URL; its path names the database and may carry credentials. */
   constructor(url: URL) {
+    super(logger);
     this.#url = new URL(url.href);
     this.#database = clickHouseDatabase(url);
     this.#client = createClient({
@@ -108,51 +80,18 @@ export class ClickHouseTimeSeriesStore implements TimeSeriesStore, CounterReader
     await this.#client.close();
   }
 
-  async writeCounterBatch(batch: CounterBatch): Promise<BatchWriteOutcome> {
-    const normalized = normalizeCounterBatch(batch);
-    if (normalized.rows.length === 0) return "written";
-    const outcome = await counters.writeCounterBatch(this.#client, normalized);
-    if (outcome === "duplicate") {
-      logger.info("Skipped counter batch {batchId} of tap {tapId}: already written", {
-        batchId: normalized.batchId,
-        tapId: normalized.tapId,
-      });
-    }
-    return outcome;
+  protected insertCounterBatch(batch: CounterBatch): Promise<BatchWriteOutcome> {
+    return counters.writeCounterBatch(this.#client, batch);
   }
 
-  async rollUp(now: Date): Promise<RollUpResult> {
-    checkTime("now", now);
-    logger.info("Rolling up topic counters at {now}", { now: now.toISOString() });
-    try {
-      const result = await counters.rollUp(this.#client, now);
-      logger.info("Rolled up hours {from} to {to} into {rows} rows", {
-        from: result.from.toISOString(),
-        to: result.to.toISOString(),
-        rows: result.rows,
-      });
-      return result;
-    } catch (error) {
-      logger.error("Rollup of topic counters failed: {error}", { error });
-      throw error;
-    }
+  protected rollUpHours(now: Date): Promise<RollUpResult> {
+    return counters.rollUp(this.#client, now);
   }
 
-  async applyRetention(now: Date): Promise<RetentionResult> {
-    checkTime("now", now);
-    logger.info("Applying time-series retention at {now}", { now: now.toISOString() });
-    try {
-      const cutoffs = retentionCutoffs(now, await counters.readRollupWatermark(this.#client));
-      const dropped = await dropExpiredPartitions(this.#client, cutoffs);
-      logger.info("Applied time-series retention at {now}; dropped partitions {dropped}", {
-        now: now.toISOString(),
-        dropped,
-      });
-      return cutoffs;
-    } catch (error) {
-      logger.error("Time-series retention failed: {error}", { error });
-      throw error;
-    }
+  protected async removeExpiredRows(now: Date): Promise<RetentionRun> {
+    const cutoffs = retentionCutoffs(now, await counters.readRollupWatermark(this.#client));
+    const droppedPartitions = await dropExpiredPartitions(this.#client, cutoffs);
+    return { cutoffs, droppedPartitions };
   }
 
   readRollupWatermark(): Promise<Date | null> {
@@ -163,24 +102,15 @@ export class ClickHouseTimeSeriesStore implements TimeSeriesStore, CounterReader
     return counters.sumCounters(this.#client, group, plans, options);
   }
 
-  loadReport(subject: LoadSubject, now: Date): Promise<LoadReport> {
-    return computeLoadReport(this, subject, now);
-  }
-
-  hotList(subject: HotSubject, window: HotWindow, now: Date, limit: number): Promise<HotEntry[]> {
-    return computeHotList(this, subject, window, now, limit);
-  }
-
-  async writeNodeState(sample: NodeStateSample): Promise<void> {
-    const checked = checkNodeStateSample(sample);
-    const names = Object.keys(checked.values);
+  protected async insertNodeState(sample: NodeStateSample): Promise<void> {
+    const names = Object.keys(sample.values);
     await this.#client.insert({
       table: "node_state_minutes",
       values: [
         {
-          minute: toUnixSeconds(floorMinute(checked.at)),
+          minute: toUnixSeconds(floorMinute(sample.at)),
           names,
-          values: names.map((name) => checked.values[name]),
+          values: names.map((name) => sample.values[name]),
           version: counters.nextVersion(),
         },
       ],
@@ -206,21 +136,18 @@ export class ClickHouseTimeSeriesStore implements TimeSeriesStore, CounterReader
     return sample ?? null;
   }
 
-  nodeStateHistory(from: Date, to: Date): Promise<NodeStateSample[]> {
-    const [start, end] = checkRange(from, to);
+  protected selectNodeStates(start: Date, end: Date): Promise<NodeStateSample[]> {
     return this.#readNodeStates(
       `WHERE minute >= ${dateTimeLiteral(start)} AND minute < ${dateTimeLiteral(end)}`,
       "ORDER BY minute",
     );
   }
 
-  async writeErrorCounts(rows: ErrorCountRow[]): Promise<void> {
-    const merged = normalizeErrorCounts(rows);
-    if (merged.length === 0) return;
+  protected async insertErrorCounts(rows: ErrorCountRow[]): Promise<void> {
     const version = counters.nextVersion();
     await this.#client.insert({
       table: "error_count_minutes",
-      values: merged.map((row) => ({
+      values: rows.map((row) => ({
         minute: toUnixSeconds(row.minute),
         source: row.source,
         fingerprint: row.fingerprint,
@@ -234,8 +161,7 @@ export class ClickHouseTimeSeriesStore implements TimeSeriesStore, CounterReader
     });
   }
 
-  async errorFrequencies(from: Date, to: Date): Promise<ErrorFrequency[]> {
-    const [start, end] = checkRange(from, to);
+  protected async selectErrorFrequencies(start: Date, end: Date): Promise<ErrorFrequency[]> {
     // The latest minute's sample wins, and within one minute the latest write.
     const result = await this.#client.query({
       query: `SELECT toString(source) AS source_name, fingerprint,
@@ -273,13 +199,11 @@ export class ClickHouseTimeSeriesStore implements TimeSeriesStore, CounterReader
     }));
   }
 
-  async writeChannelCounts(rows: ChannelCountRow[]): Promise<void> {
-    const latest = normalizeChannelCounts(rows);
-    if (latest.length === 0) return;
+  protected async insertChannelCounts(rows: ChannelCountRow[]): Promise<void> {
     const version = counters.nextVersion();
     await this.#client.insert({
       table: "channel_count_minutes",
-      values: latest.map((row) => ({
+      values: rows.map((row) => ({
         minute: toUnixSeconds(row.minute),
         channel: row.channel,
         source: row.source,
@@ -290,8 +214,7 @@ export class ClickHouseTimeSeriesStore implements TimeSeriesStore, CounterReader
     });
   }
 
-  async channelTotals(from: Date, to: Date): Promise<ChannelTotal[]> {
-    const [start, end] = checkRange(from, to);
+  protected async selectChannelTotals(start: Date, end: Date): Promise<ChannelTotal[]> {
     const result = await this.#client.query({
       query: `SELECT toString(channel) AS channel_name, sum(count) AS total
         FROM channel_count_minutes FINAL
@@ -304,29 +227,20 @@ export class ClickHouseTimeSeriesStore implements TimeSeriesStore, CounterReader
     return rows.map((row) => ({ channel: row.channel_name, count: row.total }));
   }
 
-  async writeEmqxTopicCounters(batch: EmqxTopicCounterBatch): Promise<BatchWriteOutcome> {
-    const normalized = normalizeEmqxTopicCounterBatch(batch);
-    if (normalized.rows.length === 0) return "written";
-    const outcome = await emqxCounters.writeEmqxTopicCounters(this.#client, normalized);
-    if (outcome === "duplicate") {
-      logger.info("Skipped EMQX counter batch {batchId} of {source}: already written", {
-        batchId: normalized.batchId,
-        source: normalized.source,
-      });
-    }
-    return outcome;
+  protected insertEmqxTopicCounters(batch: EmqxTopicCounterBatch): Promise<BatchWriteOutcome> {
+    return emqxCounters.writeEmqxTopicCounters(this.#client, batch);
   }
 
-  emqxTopicTotals(from: Date, to: Date, limit: number): Promise<EmqxTopicTotal[]> {
-    const [start, end] = checkRange(from, to);
-    return emqxCounters.emqxTopicTotals(this.#client, start, end, checkLimit(limit));
+  protected selectEmqxTopicTotals(
+    start: Date,
+    end: Date,
+    limit: number,
+  ): Promise<EmqxTopicTotal[]> {
+    return emqxCounters.emqxTopicTotals(this.#client, start, end, limit);
   }
 
-  async writeAggregationSpace(snapshot: AggregationSpaceSnapshot): Promise<void> {
-    await aggregationSpace.writeAggregationSpace(
-      this.#client,
-      checkAggregationSpaceSnapshot(snapshot),
-    );
+  protected insertAggregationSpace(snapshot: AggregationSpaceSnapshot): Promise<void> {
+    return aggregationSpace.writeAggregationSpace(this.#client, snapshot);
   }
 
   latestAggregationSpace(): Promise<AggregationSpaceSnapshot | null> {

@@ -14,39 +14,34 @@ import type { CounterGroup, CounterSum, CounterSumOptions, WindowPlan } from "..
 import { nextWatermark, planRollup, ROLLUP_JOB } from "../schedule.ts";
 import type { RollUpResult } from "../store.ts";
 import type { BatchWriteOutcome, CounterBatch } from "../types.ts";
-
-/** Rows per INSERT statement; 9 parameters each stays under PostgreSQL's 65,535 limit. */
-const INSERT_CHUNK_ROWS = 5_000;
+import { writeBatchOnce } from "./ledger.ts";
 
 /**
- * Writes a normalized batch (see `normalizeCounterBatch`) in one transaction: the ledger row
- * first, then the minute rows. A second write of the same batch id waits on the ledger's primary
- * key until the first commits, then finds the row and returns `"duplicate"`. Rows arrive sorted
- * by minute and topic, so concurrent batches lock shared minute rows in the same order.
+ * Writes a normalized batch (see `normalizeCounterBatch`) once per batch id, as `writeBatchOnce`
+ * describes. Rows arrive sorted by minute and topic, so concurrent batches lock shared minute rows
+ * in the same order.
  */
 export async function writeCounterBatch(
   db: Database,
   batch: CounterBatch,
 ): Promise<BatchWriteOutcome> {
-  const newestMinute = batch.rows.reduce(
-    (newest, row) => (row.minute.getTime() > newest.getTime() ? row.minute : newest),
-    batch.rows[0]?.minute ?? new Date(0),
-  );
-  return await db.transaction(async (tx) => {
-    const recorded = await tx
-      .insert(counterBatches)
-      .values({
-        batchId: batch.batchId,
-        tapId: batch.tapId,
-        newestMinute,
-        rows: batch.rows.length,
-      })
-      .onConflictDoNothing()
-      .returning({ batchId: counterBatches.batchId });
-    if (recorded.length === 0) return "duplicate";
-
-    for (let start = 0; start < batch.rows.length; start += INSERT_CHUNK_ROWS) {
-      const chunk = batch.rows.slice(start, start + INSERT_CHUNK_ROWS);
+  return await writeBatchOnce(
+    db,
+    batch.rows,
+    async (tx, newestMinute) => {
+      const recorded = await tx
+        .insert(counterBatches)
+        .values({
+          batchId: batch.batchId,
+          tapId: batch.tapId,
+          newestMinute,
+          rows: batch.rows.length,
+        })
+        .onConflictDoNothing()
+        .returning({ batchId: counterBatches.batchId });
+      return recorded.length > 0;
+    },
+    async (tx, chunk) => {
       await tx
         .insert(topicCounterMinutes)
         .values(chunk)
@@ -63,9 +58,8 @@ export async function writeCounterBatch(
             repoId: sql`excluded.repo_id`,
           },
         });
-    }
-    return "written";
-  });
+    },
+  );
 }
 
 export async function readRollupWatermark(db: DatabaseLike): Promise<Date | null> {

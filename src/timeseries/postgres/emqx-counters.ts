@@ -8,53 +8,49 @@ import { emqxCounterBatches, emqxTopicCounterMinutes } from "../../db/schema/ind
 import type { EmqxTopicCounterBatch } from "../../metering/emqx/topic-metrics.ts";
 import type { EmqxTopicTotal } from "../store.ts";
 import type { BatchWriteOutcome } from "../types.ts";
-
-/** Rows per INSERT statement; 11 parameters each stays under PostgreSQL's 65,535 limit. */
-const INSERT_CHUNK_ROWS = 5_000;
+import { writeBatchOnce } from "./ledger.ts";
 
 /**
- * Writes a normalized batch (see `normalizeEmqxTopicCounterBatch`) in one transaction, ledger row
- * first, as the tap's `writeCounterBatch` does. A second write of the same batch id waits on the
- * ledger's primary key until the first commits, then returns `"duplicate"`.
+ * Writes a normalized batch (see `normalizeEmqxTopicCounterBatch`) once per batch id, as the
+ * tap's `writeCounterBatch` does, through `writeBatchOnce`.
  */
 export async function writeEmqxTopicCounters(
   db: Database,
   batch: EmqxTopicCounterBatch,
 ): Promise<BatchWriteOutcome> {
-  const newestMinute = batch.rows.reduce(
-    (newest, row) => (row.minute.getTime() > newest.getTime() ? row.minute : newest),
-    batch.rows[0]?.minute ?? new Date(0),
-  );
-  return await db.transaction(async (tx) => {
-    const recorded = await tx
-      .insert(emqxCounterBatches)
-      .values({
-        batchId: batch.batchId,
+  return await writeBatchOnce(
+    db,
+    batch.rows,
+    async (tx, newestMinute) => {
+      const recorded = await tx
+        .insert(emqxCounterBatches)
+        .values({
+          batchId: batch.batchId,
+          source: batch.source,
+          newestMinute,
+          rows: batch.rows.length,
+        })
+        .onConflictDoNothing()
+        .returning({ batchId: emqxCounterBatches.batchId });
+      return recorded.length > 0;
+    },
+    async (tx, chunk) => {
+      const values = chunk.map((row) => ({
+        minute: row.minute,
         source: batch.source,
-        newestMinute,
-        rows: batch.rows.length,
-      })
-      .onConflictDoNothing()
-      .returning({ batchId: emqxCounterBatches.batchId });
-    if (recorded.length === 0) return "duplicate";
-
-    const values = batch.rows.map((row) => ({
-      minute: row.minute,
-      source: batch.source,
-      topic: row.topic,
-      domain: row.domain,
-      domainKind: row.domainKind,
-      unitNodeId: row.unitNodeId,
-      unitId: row.unitId,
-      repoId: row.repoId,
-      messagesIn: row.messages,
-      messagesOut: row.messagesOut,
-      messagesDropped: row.messagesDropped,
-    }));
-    for (let start = 0; start < values.length; start += INSERT_CHUNK_ROWS) {
+        topic: row.topic,
+        domain: row.domain,
+        domainKind: row.domainKind,
+        unitNodeId: row.unitNodeId,
+        unitId: row.unitId,
+        repoId: row.repoId,
+        messagesIn: row.messages,
+        messagesOut: row.messagesOut,
+        messagesDropped: row.messagesDropped,
+      }));
       await tx
         .insert(emqxTopicCounterMinutes)
-        .values(values.slice(start, start + INSERT_CHUNK_ROWS))
+        .values(values)
         .onConflictDoUpdate({
           target: [
             emqxTopicCounterMinutes.minute,
@@ -73,9 +69,8 @@ export async function writeEmqxTopicCounters(
             repoId: sql`excluded.repo_id`,
           },
         });
-    }
-    return "written";
-  });
+    },
+  );
 }
 
 /** Sums per topic over minutes in `[start, end)`, most messages in first, then by topic. */

@@ -18,28 +18,10 @@ import {
 import { getNodeLogger } from "../../logging.ts";
 import type { EmqxTopicCounterBatch } from "../../metering/emqx/topic-metrics.ts";
 import type { AggregationSpaceSnapshot } from "../../metering/state/aggregation-space.ts";
-import {
-  type CounterGroup,
-  type CounterReader,
-  type CounterSumOptions,
-  computeHotList,
-  computeLoadReport,
-  type WindowPlan,
-} from "../load.ts";
+import { BaseTimeSeriesStore, type RetentionRun } from "../base-store.ts";
+import type { CounterGroup, CounterSumOptions, WindowPlan } from "../load.ts";
 import { retentionCutoffs } from "../schedule.ts";
-import type {
-  ChannelTotal,
-  EmqxTopicTotal,
-  ErrorFrequency,
-  HotEntry,
-  HotSubject,
-  HotWindow,
-  LoadReport,
-  LoadSubject,
-  RetentionResult,
-  RollUpResult,
-  TimeSeriesStore,
-} from "../store.ts";
+import type { ChannelTotal, EmqxTopicTotal, ErrorFrequency, RollUpResult } from "../store.ts";
 import { floorMinute } from "../time.ts";
 import type {
   BatchWriteOutcome,
@@ -50,28 +32,18 @@ import type {
   ErrorSource,
   NodeStateSample,
 } from "../types.ts";
-import {
-  checkAggregationSpaceSnapshot,
-  checkLimit,
-  checkNodeStateSample,
-  checkRange,
-  checkTime,
-  normalizeChannelCounts,
-  normalizeCounterBatch,
-  normalizeEmqxTopicCounterBatch,
-  normalizeErrorCounts,
-} from "../validation.ts";
 import * as aggregationSpace from "./aggregation-space.ts";
 import * as counters from "./counters.ts";
 import * as emqxCounters from "./emqx-counters.ts";
 
 const logger = getNodeLogger("timeseries", "postgres");
 
-export class PostgresTimeSeriesStore implements TimeSeriesStore, CounterReader {
+export class PostgresTimeSeriesStore extends BaseTimeSeriesStore {
   readonly #db: Database;
 
   /** `db` belongs to the caller, who also closes its pool. */
   constructor(db: Database) {
+    super(logger);
     this.#db = db;
   }
 
@@ -81,75 +53,42 @@ export class PostgresTimeSeriesStore implements TimeSeriesStore, CounterReader {
   /** Does nothing: the pool belongs to the caller. */
   async close(): Promise<void> {}
 
-  async writeCounterBatch(batch: CounterBatch): Promise<BatchWriteOutcome> {
-    const normalized = normalizeCounterBatch(batch);
-    if (normalized.rows.length === 0) return "written";
-    const outcome = await counters.writeCounterBatch(this.#db, normalized);
-    if (outcome === "duplicate") {
-      logger.info("Skipped counter batch {batchId} of tap {tapId}: already written", {
-        batchId: normalized.batchId,
-        tapId: normalized.tapId,
-      });
-    }
-    return outcome;
+  protected insertCounterBatch(batch: CounterBatch): Promise<BatchWriteOutcome> {
+    return counters.writeCounterBatch(this.#db, batch);
   }
 
-  async rollUp(now: Date): Promise<RollUpResult> {
-    checkTime("now", now);
-    logger.info("Rolling up topic counters at {now}", { now: now.toISOString() });
-    try {
-      const result = await counters.rollUp(this.#db, now);
-      logger.info("Rolled up hours {from} to {to} into {rows} rows", {
-        from: result.from.toISOString(),
-        to: result.to.toISOString(),
-        rows: result.rows,
-      });
-      return result;
-    } catch (error) {
-      logger.error("Rollup of topic counters failed: {error}", { error });
-      throw error;
-    }
+  protected rollUpHours(now: Date): Promise<RollUpResult> {
+    return counters.rollUp(this.#db, now);
   }
 
-  async applyRetention(now: Date): Promise<RetentionResult> {
-    checkTime("now", now);
-    logger.info("Applying time-series retention at {now}", { now: now.toISOString() });
-    try {
-      const cutoffs = await this.#db.transaction(async (tx) => {
-        const cutoffs = retentionCutoffs(now, await counters.readRollupWatermark(tx));
-        if (cutoffs.minutesBefore !== null) {
-          await tx
-            .delete(topicCounterMinutes)
-            .where(lt(topicCounterMinutes.minute, cutoffs.minutesBefore));
-          await tx
-            .delete(counterBatches)
-            .where(lt(counterBatches.newestMinute, cutoffs.minutesBefore));
-        }
-        await tx.delete(topicCounterHours).where(lt(topicCounterHours.hour, cutoffs.hoursBefore));
+  protected async removeExpiredRows(now: Date): Promise<RetentionRun> {
+    return await this.#db.transaction(async (tx) => {
+      const cutoffs = retentionCutoffs(now, await counters.readRollupWatermark(tx));
+      if (cutoffs.minutesBefore !== null) {
         await tx
-          .delete(errorCountMinutes)
-          .where(lt(errorCountMinutes.minute, cutoffs.errorsBefore));
-        await tx.delete(nodeStateMinutes).where(lt(nodeStateMinutes.minute, cutoffs.longBefore));
+          .delete(topicCounterMinutes)
+          .where(lt(topicCounterMinutes.minute, cutoffs.minutesBefore));
         await tx
-          .delete(channelCountMinutes)
-          .where(lt(channelCountMinutes.minute, cutoffs.longBefore));
-        await tx
-          .delete(emqxTopicCounterMinutes)
-          .where(lt(emqxTopicCounterMinutes.minute, cutoffs.emqxMinutesBefore));
-        await tx
-          .delete(emqxCounterBatches)
-          .where(lt(emqxCounterBatches.newestMinute, cutoffs.emqxMinutesBefore));
-        await tx
-          .delete(aggregationSpaceMinutes)
-          .where(lt(aggregationSpaceMinutes.minute, cutoffs.longBefore));
-        return cutoffs;
-      });
-      logger.info("Applied time-series retention at {now}", { now: now.toISOString() });
-      return cutoffs;
-    } catch (error) {
-      logger.error("Time-series retention failed: {error}", { error });
-      throw error;
-    }
+          .delete(counterBatches)
+          .where(lt(counterBatches.newestMinute, cutoffs.minutesBefore));
+      }
+      await tx.delete(topicCounterHours).where(lt(topicCounterHours.hour, cutoffs.hoursBefore));
+      await tx.delete(errorCountMinutes).where(lt(errorCountMinutes.minute, cutoffs.errorsBefore));
+      await tx.delete(nodeStateMinutes).where(lt(nodeStateMinutes.minute, cutoffs.longBefore));
+      await tx
+        .delete(channelCountMinutes)
+        .where(lt(channelCountMinutes.minute, cutoffs.longBefore));
+      await tx
+        .delete(emqxTopicCounterMinutes)
+        .where(lt(emqxTopicCounterMinutes.minute, cutoffs.emqxMinutesBefore));
+      await tx
+        .delete(emqxCounterBatches)
+        .where(lt(emqxCounterBatches.newestMinute, cutoffs.emqxMinutesBefore));
+      await tx
+        .delete(aggregationSpaceMinutes)
+        .where(lt(aggregationSpaceMinutes.minute, cutoffs.longBefore));
+      return { cutoffs };
+    });
   }
 
   readRollupWatermark(): Promise<Date | null> {
@@ -160,21 +99,12 @@ export class PostgresTimeSeriesStore implements TimeSeriesStore, CounterReader {
     return counters.sumCounters(this.#db, group, plans, options);
   }
 
-  loadReport(subject: LoadSubject, now: Date): Promise<LoadReport> {
-    return computeLoadReport(this, subject, now);
-  }
-
-  hotList(subject: HotSubject, window: HotWindow, now: Date, limit: number): Promise<HotEntry[]> {
-    return computeHotList(this, subject, window, now, limit);
-  }
-
-  async writeNodeState(sample: NodeStateSample): Promise<void> {
-    const checked = checkNodeStateSample(sample);
-    const minute = floorMinute(checked.at);
+  protected async insertNodeState(sample: NodeStateSample): Promise<void> {
+    const minute = floorMinute(sample.at);
     await this.#db
       .insert(nodeStateMinutes)
-      .values({ minute, values: checked.values })
-      .onConflictDoUpdate({ target: nodeStateMinutes.minute, set: { values: checked.values } });
+      .values({ minute, values: sample.values })
+      .onConflictDoUpdate({ target: nodeStateMinutes.minute, set: { values: sample.values } });
   }
 
   async latestNodeState(): Promise<NodeStateSample | null> {
@@ -187,8 +117,7 @@ export class PostgresTimeSeriesStore implements TimeSeriesStore, CounterReader {
     return row ? { at: row.minute, values: row.values } : null;
   }
 
-  async nodeStateHistory(from: Date, to: Date): Promise<NodeStateSample[]> {
-    const [start, end] = checkRange(from, to);
+  protected async selectNodeStates(start: Date, end: Date): Promise<NodeStateSample[]> {
     const rows = await this.#db
       .select()
       .from(nodeStateMinutes)
@@ -197,12 +126,10 @@ export class PostgresTimeSeriesStore implements TimeSeriesStore, CounterReader {
     return rows.map((row) => ({ at: row.minute, values: row.values }));
   }
 
-  async writeErrorCounts(rows: ErrorCountRow[]): Promise<void> {
-    const merged = normalizeErrorCounts(rows);
-    if (merged.length === 0) return;
+  protected async insertErrorCounts(rows: ErrorCountRow[]): Promise<void> {
     await this.#db
       .insert(errorCountMinutes)
-      .values(merged)
+      .values(rows)
       .onConflictDoUpdate({
         target: [errorCountMinutes.minute, errorCountMinutes.source, errorCountMinutes.fingerprint],
         set: {
@@ -214,8 +141,7 @@ export class PostgresTimeSeriesStore implements TimeSeriesStore, CounterReader {
       });
   }
 
-  async errorFrequencies(from: Date, to: Date): Promise<ErrorFrequency[]> {
-    const [start, end] = checkRange(from, to);
+  protected async selectErrorFrequencies(start: Date, end: Date): Promise<ErrorFrequency[]> {
     const result = await this.#db.execute(sql`
       select source, fingerprint,
         (array_agg(level order by minute desc))[1] as level,
@@ -242,12 +168,10 @@ export class PostgresTimeSeriesStore implements TimeSeriesStore, CounterReader {
     });
   }
 
-  async writeChannelCounts(rows: ChannelCountRow[]): Promise<void> {
-    const latest = normalizeChannelCounts(rows);
-    if (latest.length === 0) return;
+  protected async insertChannelCounts(rows: ChannelCountRow[]): Promise<void> {
     await this.#db
       .insert(channelCountMinutes)
-      .values(latest)
+      .values(rows)
       .onConflictDoUpdate({
         target: [
           channelCountMinutes.minute,
@@ -258,8 +182,7 @@ export class PostgresTimeSeriesStore implements TimeSeriesStore, CounterReader {
       });
   }
 
-  async channelTotals(from: Date, to: Date): Promise<ChannelTotal[]> {
-    const [start, end] = checkRange(from, to);
+  protected async selectChannelTotals(start: Date, end: Date): Promise<ChannelTotal[]> {
     const rows = await this.#db
       .select({
         channel: channelCountMinutes.channel,
@@ -272,26 +195,20 @@ export class PostgresTimeSeriesStore implements TimeSeriesStore, CounterReader {
     return rows;
   }
 
-  async writeEmqxTopicCounters(batch: EmqxTopicCounterBatch): Promise<BatchWriteOutcome> {
-    const normalized = normalizeEmqxTopicCounterBatch(batch);
-    if (normalized.rows.length === 0) return "written";
-    const outcome = await emqxCounters.writeEmqxTopicCounters(this.#db, normalized);
-    if (outcome === "duplicate") {
-      logger.info("Skipped EMQX counter batch {batchId} of {source}: already written", {
-        batchId: normalized.batchId,
-        source: normalized.source,
-      });
-    }
-    return outcome;
+  protected insertEmqxTopicCounters(batch: EmqxTopicCounterBatch): Promise<BatchWriteOutcome> {
+    return emqxCounters.writeEmqxTopicCounters(this.#db, batch);
   }
 
-  emqxTopicTotals(from: Date, to: Date, limit: number): Promise<EmqxTopicTotal[]> {
-    const [start, end] = checkRange(from, to);
-    return emqxCounters.emqxTopicTotals(this.#db, start, end, checkLimit(limit));
+  protected selectEmqxTopicTotals(
+    start: Date,
+    end: Date,
+    limit: number,
+  ): Promise<EmqxTopicTotal[]> {
+    return emqxCounters.emqxTopicTotals(this.#db, start, end, limit);
   }
 
-  async writeAggregationSpace(snapshot: AggregationSpaceSnapshot): Promise<void> {
-    await aggregationSpace.writeAggregationSpace(this.#db, checkAggregationSpaceSnapshot(snapshot));
+  protected insertAggregationSpace(snapshot: AggregationSpaceSnapshot): Promise<void> {
+    return aggregationSpace.writeAggregationSpace(this.#db, snapshot);
   }
 
   latestAggregationSpace(): Promise<AggregationSpaceSnapshot | null> {

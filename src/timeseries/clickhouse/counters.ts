@@ -135,6 +135,9 @@ export async function sumCounters(
   const hourFrom = dateTimeLiteral(earliest(plans.map((plan) => plan.hoursFrom)));
   const hourTo = dateTimeLiteral(latest(plans.map((plan) => plan.hoursTo)));
   const key = KEY_COLUMN[group];
+  // Missing UnitNode and Unit ids are stored as '' and have no figures; the domain '' is a real
+  // key (topics whose first level is not a valid domain).
+  const keyFilter = group === "unit_node_id" || group === "unit_id" ? "WHERE key != ''" : "";
 
   const totals = plans.flatMap((plan, index) => {
     const inPlan = `((kind = 0 AND at >= ${dateTimeLiteral(plan.minutesFrom)} AND at < ${dateTimeLiteral(plan.minutesTo)})
@@ -158,7 +161,7 @@ export async function sumCounters(
         FROM topic_counter_hours FINAL
         WHERE hour >= ${hourFrom} AND hour < ${hourTo}
       )
-      WHERE key != ''
+      ${keyFilter}
       GROUP BY key
       ${limit}`,
     format: "JSONEachRow",

@@ -15,6 +15,13 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const RUN_MODES = ["production", "development", "test"] as const;
 export type RunMode = (typeof RUN_MODES)[number];
 
+/**
+ * `open`: every domain federates unless a deny rule names it. `allowlist`: only domains with an
+ * allow rule federate, and a deny rule still wins over an allow rule.
+ */
+export const FEDERATION_MODES = ["open", "allowlist"] as const;
+export type FederationMode = (typeof FEDERATION_MODES)[number];
+
 export interface Config {
   readonly mode: RunMode;
   readonly role: Role;
@@ -71,6 +78,12 @@ export interface Config {
   readonly minioMetricsToken: string | undefined;
   /** Token that authenticates the usage-event and error ingest endpoints of the backend. */
   readonly ingestToken: string | undefined;
+  /** Which remote domains federate: all but denied ones, or only allowed ones. */
+  readonly federationMode: FederationMode;
+  /** Inbox POSTs per minute that one (claimed host, client IP) pair may send on average. */
+  readonly inboxRatePerMinute: number;
+  /** Inbox POSTs that one (claimed host, client IP) pair may send at once before the rate applies. */
+  readonly inboxBurst: number;
 }
 
 /** Raised when a setting is missing or malformed; the message names each variable and the fix. */
@@ -220,6 +233,11 @@ const environmentSchema = z.object({
   ).optional(),
   PU_NODE_MINIO_METRICS_TOKEN: z.string().min(1).optional(),
   PU_NODE_INGEST_TOKEN: tokenText.optional(),
+  PU_NODE_FEDERATION_MODE: z
+    .enum(FEDERATION_MODES, { error: "expected open or allowlist" })
+    .default("open"),
+  PU_NODE_INBOX_RATE_PER_MINUTE: positiveInteger("requests per minute").default(300),
+  PU_NODE_INBOX_BURST: positiveInteger("requests").default(60),
 });
 
 /** Example values shown in error messages, one per variable. */
@@ -233,6 +251,7 @@ const EXAMPLES: Record<string, string> = {
   PU_NODE_ADMIN_TOKEN: "$(openssl rand -hex 32)",
   PU_NODE_LOG_LEVEL: "info",
   PU_NODE_ALLOW_PRIVATE_ADDRESS: "false",
+  PU_NODE_FEDERATION_MODE: "allowlist",
 };
 
 /** Reads every `PU_NODE_*` setting from `env`, or throws {@link ConfigError} listing all problems. */
@@ -310,6 +329,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     minioMetricsUrl: values.PU_NODE_MINIO_METRICS_URL,
     minioMetricsToken: values.PU_NODE_MINIO_METRICS_TOKEN,
     ingestToken: values.PU_NODE_INGEST_TOKEN,
+    federationMode: values.PU_NODE_FEDERATION_MODE,
+    inboxRatePerMinute: values.PU_NODE_INBOX_RATE_PER_MINUTE,
+    inboxBurst: values.PU_NODE_INBOX_BURST,
   };
 }
 

@@ -33,6 +33,7 @@ export const LOG_MODULES = [
   "queue",
   "metering",
   "timeseries",
+  "policy",
 ] as const;
 export type LogModule = (typeof LOG_MODULES)[number];
 

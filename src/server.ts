@@ -23,6 +23,9 @@ import { runPeriodically } from "./jobs/loop.ts";
 import { getNodeLogger } from "./logging.ts";
 import { ErrorCounter } from "./metering/errors/counter.ts";
 import { type MeteringRuntime, startMetering } from "./metering/runtime.ts";
+import { DatabasePolicyEngine } from "./policy/engine.ts";
+import { createPolicyGate } from "./policy/gate.ts";
+import { createInboxRateLimiter } from "./policy/rate-limit.ts";
 import type { NodeServices } from "./services.ts";
 
 const logger = getNodeLogger("server");
@@ -113,6 +116,10 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     kv,
     queue,
   });
+  const policy = new DatabasePolicyEngine(db, { mode: config.federationMode });
+  await policy.reload();
+  policy.start();
+
   const controller = new AbortController();
   const background: Promise<unknown>[] = [];
   const errorCounter = options.errorCounter ?? new ErrorCounter();
@@ -141,6 +148,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     adminToken: await resolveAdminToken(config.adminToken, config.dataDir),
     timeSeries: metering.store,
     errorCounter,
+    policy,
   };
   if (config.role === "all" || config.role === "worker") {
     background.push(federation.startQueue(undefined, { signal: controller.signal }));
@@ -194,7 +202,8 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
   let server: ServerType | undefined;
   let port: number | undefined;
   if (config.role === "all" || config.role === "web") {
-    const app = createApp(services, federation, metering.metrics);
+    const gate = createPolicyGate({ engine: policy, limiter: createInboxRateLimiter(config) });
+    const app = createApp(services, federation, metering.metrics, gate);
     const listening = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
       const created = serve(
         { fetch: app.fetch, hostname: config.listenHost, port: config.port },
@@ -206,6 +215,8 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
       await Promise.allSettled(background);
       await importSource?.end();
       await metering.stop();
+      await policy.stop();
+      await policy.stop();
       await pool.end();
       await database.embedded?.stop();
       throw new Error(listenFailureMessage(error, config), { cause: error });
@@ -233,6 +244,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
       logger.info("Worker jobs stopped");
       await importSource?.end();
       await metering.stop();
+      await policy.stop();
       await pool.end();
       logger.info("Database pool closed");
       await database.embedded?.stop();

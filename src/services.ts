@@ -3,6 +3,7 @@ import type { Config } from "./config.ts";
 import type { Database } from "./db/client.ts";
 import type { FederationPort } from "./federation-port.ts";
 import type { ErrorCounter } from "./metering/errors/counter.ts";
+import type { PolicyEngine } from "./policy/types.ts";
 import type { TimeSeriesStore } from "./timeseries/store.ts";
 
 /** Everything a request handler or job needs, built once at start by `src/server.ts`. */
@@ -17,4 +18,6 @@ export interface NodeServices {
   readonly timeSeries: TimeSeriesStore;
   /** Counts error records of the node and of the backend's ingest, per fingerprint and minute. */
   readonly errorCounter: ErrorCounter;
+  /** Federation policy decisions from the domain rules, reloaded when the rules change. */
+  readonly policy: PolicyEngine;
 }

@@ -116,6 +116,9 @@ export async function startBenchNode(
     PU_NODE_ADMIN_TOKEN: randomBytes(32).toString("hex"),
     PU_NODE_ALLOW_PRIVATE_ADDRESS: "true",
     PU_NODE_EMBEDDED_MQTT_PORT: "0",
+    // The benchmark floods one node from one sender on purpose.
+    PU_NODE_INBOX_RATE_PER_MINUTE: "100000000",
+    PU_NODE_INBOX_BURST: "100000",
     ...options.env,
   });
   const node = await startNode(config);

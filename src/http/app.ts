@@ -9,6 +9,7 @@ import { federationMiddleware } from "../../federation/hono.ts";
 import { inboxGuard } from "../../federation/inbox-guard.ts";
 import type { NodeFederation } from "../../federation/setup.ts";
 import { getNodeLogger } from "../logging.ts";
+import type { PolicyGate } from "../policy/gate.ts";
 import type { NodeServices } from "../services.ts";
 import { createApiRoutes } from "./api/index.ts";
 import { errorResponse, HttpError } from "./errors.ts";
@@ -34,6 +35,7 @@ export function createApp(
   services: NodeServices,
   federation: NodeFederation,
   metrics: NodeMetrics,
+  gate: PolicyGate,
 ): Hono {
   const { config } = services;
   const app = new Hono();
@@ -57,6 +59,9 @@ export function createApp(
     bodyLimit({ maxSize: config.maxApiBodyBytes, onError: tooLarge(config.maxApiBodyBytes) }),
   );
 
+  // The policy gate answers blocked and over-limit senders before any parsing or key fetch.
+  app.use(gate.documents);
+  app.use(gate.inbox);
   app.use(inboxGuard());
   app.use(federationMiddleware(federation, () => undefined, config.origin));
 

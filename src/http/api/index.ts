@@ -12,6 +12,7 @@ import { registerDiscoveryRoutes } from "./discovery.ts";
 import { handleApiError, validationHook } from "./failures.ts";
 import { registerMeteringRoutes } from "./metering.ts";
 import { registerPeerRoutes } from "./peers.ts";
+import { registerPolicyRoutes } from "./policy.ts";
 import { registerRepoRoutes } from "./repos.ts";
 import { ADMIN_SCHEME } from "./routing.ts";
 import { registerUnitRoutes } from "./units.ts";
@@ -36,6 +37,7 @@ export function createApiRoutes(services: NodeServices): OpenAPIHono {
   registerUnitRoutes(app, services, admin);
   registerPeerRoutes(app, services, admin);
   registerMeteringRoutes(app, services.timeSeries, admin);
+  registerPolicyRoutes(app, services, admin);
 
   registerIngestSecurityScheme(app);
   const ingestToken = services.config.ingestToken;

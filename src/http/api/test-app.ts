@@ -8,6 +8,7 @@ import {
   type FollowedInstance,
 } from "../../federation-port.ts";
 import { ErrorCounter } from "../../metering/errors/counter.ts";
+import { DomainPolicyEngine } from "../../policy/engine.ts";
 import type { NodeServices } from "../../services.ts";
 import { createTimeSeriesStore } from "../../timeseries/factory.ts";
 import { createApiRoutes } from "./index.ts";
@@ -46,6 +47,7 @@ export function createTestApi(database: TestDatabase, federation: FederationPort
     adminToken: ADMIN_TOKEN,
     timeSeries: createTimeSeriesStore(config, database.pool),
     errorCounter: new ErrorCounter(),
+    policy: new DomainPolicyEngine("open"),
   };
   const app = new Hono();
   app.route("/api/v1", createApiRoutes(services));

@@ -15,6 +15,8 @@ import {
   remoteActors,
 } from "../src/db/schema/index.ts";
 import { getNodeLogger } from "../src/logging.ts";
+import { guardDocumentLoader, lookupObjectIfAllowed } from "../src/policy/outbound.ts";
+import type { PolicyEngine } from "../src/policy/types.ts";
 import { applyPublishedObject } from "./inbox/catalogue.ts";
 import { hostOf } from "./paths.ts";
 import type { NodeFederation } from "./setup.ts";
@@ -42,6 +44,7 @@ export async function backfillDueFollows(
   federation: NodeFederation,
   db: Database,
   origin: URL,
+  policy: PolicyEngine,
   resyncIntervalMs = DEFAULT_RESYNC_INTERVAL_MS,
 ): Promise<BackfillResult> {
   const staleBefore = new Date(Date.now() - resyncIntervalMs);
@@ -58,10 +61,13 @@ export async function backfillDueFollows(
 
   const result: BackfillResult = { peers: 0, stored: 0, removed: 0, failed: 0 };
   for (const { followId, actor } of due) {
+    // Nothing is read from a suspended or content-rejected domain; its follow waits until the
+    // rule is lifted or expires.
+    if (policy.decide(actor.host).action !== "allow") continue;
     const started = performance.now();
     logger.info("Backfilling the catalogue of {actor}", { actor: actor.iri });
     try {
-      const { stored, removed } = await backfillPeer(federation, db, origin, actor);
+      const { stored, removed } = await backfillPeer(federation, { db, policy }, origin, actor);
       await db
         .update(outboundFollows)
         .set({ backfilledAt: sql`now()` })
@@ -88,16 +94,20 @@ export async function backfillDueFollows(
 
 async function backfillPeer(
   federation: NodeFederation,
-  db: Database,
+  deps: { db: Database; policy: PolicyEngine },
   origin: URL,
   actor: RemoteActor,
 ): Promise<{ stored: number; removed: number }> {
+  const { db, policy } = deps;
   const actorIri = actor.iri;
   const outboxUrl = actor.outboxUrl;
   if (!outboxUrl) throw new Error(`Actor ${actorIri} publishes no outbox`);
   const ctx = federation.createContext(origin, undefined);
-  const documentLoader = await ctx.getDocumentLoader({ identifier: "instance" });
-  const outbox = await ctx.lookupObject(outboxUrl, { documentLoader });
+  const documentLoader = guardDocumentLoader(
+    await ctx.getDocumentLoader({ identifier: "instance" }),
+    policy,
+  );
+  const outbox = await lookupObjectIfAllowed(ctx, policy, outboxUrl, { documentLoader });
   if (!(outbox instanceof Collection)) throw new Error(`Outbox ${outboxUrl} is not a collection`);
 
   const senderHost = hostOf(actorIri);
@@ -117,7 +127,7 @@ async function backfillPeer(
     if (!(item instanceof Create)) continue;
     const object = await item.getObject({ documentLoader });
     if (object?.id) seen.push(object.id.href);
-    const outcome = await applyPublishedObject(db, ctx, object, senderHost);
+    const outcome = await applyPublishedObject(deps, ctx, object, senderHost);
     if (outcome === "stored") stored += 1;
   }
 

@@ -9,6 +9,8 @@ import {
   type FollowedInstance,
 } from "../src/federation-port.ts";
 import { getNodeLogger } from "../src/logging.ts";
+import { lookupObjectIfAllowed, sendActivityToAllowed } from "../src/policy/outbound.ts";
+import type { PolicyEngine } from "../src/policy/types.ts";
 import { isFollowedHost } from "./inbox/context.ts";
 import { INSTANCE_ACTOR } from "./paths.ts";
 import { upsertRemoteActor } from "./remote-actors.ts";
@@ -27,18 +29,26 @@ export function createFederationPort(
   federation: NodeFederation,
   db: Database,
   origin: URL,
+  policy: PolicyEngine,
 ): FederationPort {
   async function lookUpActor(target: URL) {
     if (target.origin === origin.origin) {
       throw new FederationLookupError(target.href, "it is this node itself");
     }
+    const decision = policy.decide(target.host);
+    if (decision.action === "suspend") {
+      throw new FederationLookupError(
+        target.href,
+        `its domain is suspended (${decision.reason}); lift the domain rule first`,
+      );
+    }
     const ctx = federation.createContext(origin, undefined);
     const documentLoader = await ctx.getDocumentLoader({ identifier: INSTANCE_ACTOR });
-    const actor = await ctx
-      .lookupObject(actorUrlOf(target), { documentLoader })
-      .catch((error: unknown) => {
-        throw new FederationLookupError(target.href, `fetching it failed (${String(error)})`);
-      });
+    const actor = await lookupObjectIfAllowed(ctx, policy, actorUrlOf(target), {
+      documentLoader,
+    }).catch((error: unknown) => {
+      throw new FederationLookupError(target.href, `fetching it failed (${String(error)})`);
+    });
     if (!isActor(actor) || !actor.id || !actor.inboxId) {
       throw new FederationLookupError(
         target.href,
@@ -64,7 +74,9 @@ export function createFederationPort(
           .returning();
         return { remote, follow };
       });
-      await ctx.sendActivity(
+      await sendActivityToAllowed(
+        ctx,
+        policy,
         { identifier: INSTANCE_ACTOR },
         actor,
         new Follow({ id: followId, actor: ctx.getActorUri(INSTANCE_ACTOR), object: actor.id }),
@@ -95,7 +107,9 @@ export function createFederationPort(
         inboxId: new URL(existing.actor.inboxUrl),
         endpoints: null,
       };
-      await ctx.sendActivity(
+      await sendActivityToAllowed(
+        ctx,
+        policy,
         { identifier: INSTANCE_ACTOR },
         recipient,
         new Undo({

@@ -76,7 +76,13 @@ describe("Repo actor follow", () => {
 
   it("keeps the Repo on a resync of its outbox", async () => {
     const { db, config } = follower.node.services;
-    const result = await backfillDueFollows(follower.node.federation, db, config.origin, 0);
+    const result = await backfillDueFollows(
+      follower.node.federation,
+      db,
+      config.origin,
+      follower.node.services.policy,
+      0,
+    );
     expect(result.failed).toBe(0);
     expect(result.removed).toBe(0);
     const repos = await db.query.federatedRepos.findMany();
@@ -106,7 +112,13 @@ describe("instance resync", () => {
       receivedAt: new Date(Date.now() - 60_000),
     });
 
-    const result = await backfillDueFollows(follower.node.federation, db, config.origin, 0);
+    const result = await backfillDueFollows(
+      follower.node.federation,
+      db,
+      config.origin,
+      follower.node.services.policy,
+      0,
+    );
     expect(result.failed).toBe(0);
     const names = (await db.query.federatedRepos.findMany()).map((repo) => repo.name);
     expect(names).toEqual(["air-quality"]);

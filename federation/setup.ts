@@ -14,6 +14,8 @@ import { and, asc, count, eq, gt } from "drizzle-orm";
 import type { Config } from "../src/config.ts";
 import type { Database } from "../src/db/client.ts";
 import { inboundFollows, remoteActors } from "../src/db/schema/index.ts";
+import { filterQueuedDeliveries } from "../src/policy/outbound.ts";
+import type { PolicyEngine } from "../src/policy/types.ts";
 import {
   buildInstanceActor,
   buildRepoActor,
@@ -34,6 +36,8 @@ export interface NodeFederationOptions {
   kv: KvStore;
   /** Outgoing deliveries go through this queue; inbound activities are handled synchronously. */
   queue: MessageQueue;
+  /** Federation policy; queued deliveries to suspended hosts are dropped when taken. */
+  policy: PolicyEngine;
   /** Retry policy of outgoing deliveries; {@link DEFAULT_OUTBOX_RETRY} when omitted. */
   outboxRetry?: OutboxRetry;
 }
@@ -69,9 +73,12 @@ async function actorExists(db: Database, identifier: string): Promise<boolean> {
 export function createNodeFederation(options: NodeFederationOptions): NodeFederation {
   const { config, db } = options;
   const retry = options.outboxRetry ?? DEFAULT_OUTBOX_RETRY;
+  // One wrapper for both queues: a delivery queued before a domain was suspended, or a fan-out
+  // to followers on it, is dropped (and logged) when a worker takes it.
+  const outbound = filterQueuedDeliveries(options.queue, options.policy);
   const federation = createFederation<void>({
     kv: options.kv,
-    queue: { outbox: options.queue, fanout: options.queue },
+    queue: { outbox: outbound, fanout: outbound },
     // Only the worker role consumes the queue; it calls startQueue() itself.
     manuallyStartQueue: true,
     origin: config.origin.href,
@@ -154,7 +161,7 @@ export function createNodeFederation(options: NodeFederationOptions): NodeFedera
 
   federation.setNodeInfoDispatcher(PATHS.nodeInfo, async () => await buildNodeInfo(db, config));
 
-  registerInboxListeners(federation, { db, config });
+  registerInboxListeners(federation, { db, config, policy: options.policy });
 
   return federation;
 }

@@ -110,16 +110,16 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     // Deliveries wait on the network, not the CPU, so a few run side by side.
     concurrency: 4,
   });
+  const policy = new DatabasePolicyEngine(db, { mode: config.federationMode });
+  await policy.reload();
+  policy.start();
   const federation = createNodeFederation({
     config,
     db,
     kv,
     queue,
+    policy,
   });
-  const policy = new DatabasePolicyEngine(db, { mode: config.federationMode });
-  await policy.reload();
-  policy.start();
-
   const controller = new AbortController();
   const background: Promise<unknown>[] = [];
   const errorCounter = options.errorCounter ?? new ErrorCounter();
@@ -134,6 +134,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
       signal: controller.signal,
     });
   } catch (error) {
+    await policy.stop();
     await pool.end();
     await database.embedded?.stop();
     throw error;
@@ -144,7 +145,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     config,
     pool,
     db,
-    federation: createFederationPort(federation, db, config.origin),
+    federation: createFederationPort(federation, db, config.origin, policy),
     adminToken: await resolveAdminToken(config.adminToken, config.dataDir),
     timeSeries: metering.store,
     errorCounter,
@@ -166,7 +167,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
           name: "backfill-followed-instances",
           intervalMs: config.queuePollIntervalMs * 5,
           run: async () => {
-            await backfillDueFollows(federation, db, config.origin);
+            await backfillDueFollows(federation, db, config.origin, policy);
             return false;
           },
         },

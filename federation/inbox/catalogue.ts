@@ -2,9 +2,10 @@
 import type { Context, InboxContext } from "@fedify/fedify";
 import { type Create, type Delete, Document, Service, type Update } from "@fedify/vocab";
 import { eq } from "drizzle-orm";
-import type { Database, DatabaseLike } from "../../src/db/client.ts";
+import type { DatabaseLike } from "../../src/db/client.ts";
 import { federatedRepos, federatedUnits } from "../../src/db/schema/index.ts";
 import { getNodeLogger } from "../../src/logging.ts";
+import { lookupObjectIfAllowed } from "../../src/policy/outbound.ts";
 import {
   deleteFederatedObject,
   upsertFederatedRepo,
@@ -32,13 +33,25 @@ export type ApplyOutcome = "stored" | "stale" | "ignored" | "duplicate" | "unkno
  * outbox resync repairs a lost Create, so an Update is never trusted to create an object.
  */
 export async function applyPublishedObject(
-  db: Database,
+  deps: Pick<InboxDependencies, "db" | "policy">,
   ctx: Context<void>,
   object: unknown,
   senderHost: string,
   activity?: { iri: string; actorIri: string; type: string },
 ): Promise<ApplyOutcome> {
+  const { db, policy } = deps;
   if (!(object instanceof Service) && !(object instanceof Document)) return "ignored";
+  // A suspended or reject_content domain may still follow and be followed, but its Repos and
+  // Units are never stored.
+  const decision = policy.decide(senderHost);
+  if (decision.action !== "allow") {
+    logger.info("Ignored content from {senderHost}: {action} ({reason})", {
+      senderHost,
+      action: decision.action,
+      reason: decision.reason,
+    });
+    return "ignored";
+  }
   const iri = object.id;
   if (!iri || hostOf(iri) !== senderHost) {
     logger.info("Ignored object {iri} sent by {senderHost}: it belongs to another origin", {
@@ -70,9 +83,9 @@ export async function applyPublishedObject(
       columns: { iri: true },
     });
     if (!known) {
-      const repoActor = await ctx.lookupObject(repoIri);
+      const repoActor = await lookupObjectIfAllowed(ctx, policy, repoIri);
       if (repoActor instanceof Service) {
-        await applyPublishedObject(db, ctx, repoActor, senderHost);
+        await applyPublishedObject(deps, ctx, repoActor, senderHost);
       }
     }
   }
@@ -124,7 +137,7 @@ async function onCreateOrUpdate(
     return;
   }
   const object = await activity.getObject(ctx);
-  const outcome = await applyPublishedObject(deps.db, ctx, object, senderHost, {
+  const outcome = await applyPublishedObject(deps, ctx, object, senderHost, {
     iri: activity.id.href,
     actorIri: activity.actorId.href,
     type,

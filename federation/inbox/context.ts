@@ -2,10 +2,13 @@ import { and, eq, inArray } from "drizzle-orm";
 import type { Config } from "../../src/config.ts";
 import type { Database, DatabaseLike } from "../../src/db/client.ts";
 import { outboundFollows, processedActivities, remoteActors } from "../../src/db/schema/index.ts";
+import type { PolicyEngine } from "../../src/policy/types.ts";
 
 export interface InboxDependencies {
   db: Database;
   config: Config;
+  /** Federation policy: who may be fetched from, delivered to and stored. */
+  policy: PolicyEngine;
 }
 
 /**

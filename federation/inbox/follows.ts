@@ -4,6 +4,7 @@ import { Accept, Follow, Reject, type Undo } from "@fedify/vocab";
 import { and, eq, sql } from "drizzle-orm";
 import { inboundFollows, outboundFollows, remoteActors } from "../../src/db/schema/index.ts";
 import { getNodeLogger } from "../../src/logging.ts";
+import { sendActivityToAllowed } from "../../src/policy/outbound.ts";
 import { findPublicRepo } from "../entities.ts";
 import { INSTANCE_ACTOR, isUuid } from "../paths.ts";
 import { upsertRemoteActor } from "../remote-actors.ts";
@@ -38,7 +39,9 @@ export async function onFollow(
       activityId: follow.id.href,
       object: follow.objectId.href,
     });
-    await ctx.sendActivity(
+    await sendActivityToAllowed(
+      ctx,
+      deps.policy,
       { identifier: INSTANCE_ACTOR },
       follower,
       new Reject({
@@ -72,7 +75,9 @@ export async function onFollow(
     return;
   }
 
-  await ctx.sendActivity(
+  await sendActivityToAllowed(
+    ctx,
+    deps.policy,
     { identifier },
     follower,
     new Accept({

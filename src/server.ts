@@ -26,6 +26,7 @@ import { type MeteringRuntime, startMetering } from "./metering/runtime.ts";
 import { DatabasePolicyEngine } from "./policy/engine.ts";
 import { createPolicyGate } from "./policy/gate.ts";
 import { createInboxRateLimiter } from "./policy/rate-limit.ts";
+import { expireDomainRules } from "./policy/rules.ts";
 import type { NodeServices } from "./services.ts";
 
 const logger = getNodeLogger("server");
@@ -168,6 +169,17 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
           intervalMs: config.queuePollIntervalMs * 5,
           run: async () => {
             await backfillDueFollows(federation, db, config.origin, policy);
+            return false;
+          },
+        },
+        controller.signal,
+      ),
+      runPeriodically(
+        {
+          name: "expire-domain-rules",
+          intervalMs: 60_000,
+          run: async () => {
+            await expireDomainRules(db);
             return false;
           },
         },

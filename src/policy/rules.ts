@@ -309,8 +309,8 @@ export async function liftDomainRule(
 
 /**
  * Deletes the rules whose expiry has passed, each with an `expired` event, and returns them.
- * Engines already ignore expired rules, so this only keeps the table and the lists clean.
- * NOTE: no scheduled job calls this yet, so expired rules stay listed until someone does.
+ * Engines already ignore expired rules, so this only keeps the table and the lists clean. The
+ * worker role runs it every minute.
  */
 export async function expireDomainRules(db: DatabaseLike, now = new Date()): Promise<DomainRule[]> {
   return await db.transaction(async (tx) => {

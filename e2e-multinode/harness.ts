@@ -6,30 +6,18 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { findFreePort } from "../test/ports.ts";
 import { dropDatabase, TEMPLATE_DATABASE, withDatabase } from "../test/postgres.ts";
 
 const PROJECT_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const NODE_BINARY = process.execPath;
 
-export async function findFreePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === "object") resolve(address.port);
-        else reject(new Error("no port assigned"));
-      });
-    });
-  });
-}
+export { findFreePort };
 
 export interface ApiResponse<T = unknown> {
   status: number;
@@ -91,7 +79,7 @@ export class HarnessNode {
     return child !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
-  /** Starts the node process and waits until `/healthz` answers. */
+  /** Starts the node process and waits until `/healthz` responds. */
   async start(timeoutMs = 30_000): Promise<void> {
     if (this.running) throw new Error(`Node ${this.name} is already running`);
     const child = spawn(NODE_BINARY, ["src/main.ts", "start"], {
@@ -116,12 +104,12 @@ export class HarnessNode {
       await sleep(100);
     }
     throw new Error(
-      `Node ${this.name} did not answer /healthz within ${timeoutMs} ms:\n${this.tail()}`,
+      `Node ${this.name} did not respond to /healthz within ${timeoutMs} ms:\n${this.tail()}`,
     );
   }
 
   /**
-   * A web or all-in-one process is ready when `/healthz` answers. A worker serves no HTTP, so
+   * A web or all-in-one process is ready when `/healthz` responds. A worker serves no HTTP, so
    * it counts as ready once it logs that its queue listener started.
    */
   async #isReady(): Promise<boolean> {

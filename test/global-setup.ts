@@ -4,7 +4,6 @@
  * server, unless `PU_NODE_TEST_CLICKHOUSE_URL` names one or the binary is missing.
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -13,6 +12,7 @@ import { createDatabase, createPool } from "../src/db/client.ts";
 import { startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { hasClickHouseBinary, startTestClickHouse } from "./clickhouse.ts";
+import { findFreePort } from "./ports.ts";
 import { dropDatabase, TEMPLATE_DATABASE, withDatabase } from "./postgres.ts";
 
 declare module "vitest" {
@@ -23,20 +23,7 @@ declare module "vitest" {
   }
 }
 
-/** Asks the kernel for a free TCP port on loopback. */
-export async function findFreePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === "object") resolve(address.port);
-        else reject(new Error("no port assigned"));
-      });
-    });
-  });
-}
+export { findFreePort };
 
 export default async function setup(project: TestProject) {
   let adminUrl = process.env.PU_NODE_TEST_DATABASE_URL;

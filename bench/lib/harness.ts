@@ -4,28 +4,13 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { cpus, tmpdir, totalmem } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { loadConfig } from "../../src/config.ts";
 import { ensureDatabase, startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { type RunningNode, startNode } from "../../src/server.ts";
-
-/** Returns a TCP port on 127.0.0.1 that was free when the kernel assigned it. */
-export async function findFreePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === "object") resolve(address.port);
-        else reject(new Error("The kernel assigned no port on 127.0.0.1"));
-      });
-    });
-  });
-}
+import { findFreePort } from "../../test/ports.ts";
 
 export interface BenchPostgres {
   /** URL of the `postgres` maintenance database. */

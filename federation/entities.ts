@@ -13,7 +13,7 @@ import {
 } from "@fedify/vocab";
 import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
 import type { Config } from "../src/config.ts";
-import type { Database } from "../src/db/client.ts";
+import type { Database, DatabaseLike } from "../src/db/client.ts";
 import {
   type Repo,
   repos,
@@ -22,10 +22,10 @@ import {
   unitNodes,
   units,
 } from "../src/db/schema/index.ts";
-import { INSTANCE_ACTOR } from "./paths.ts";
+import { INSTANCE_ACTOR, isUuid } from "./paths.ts";
 import { encodeNode, encodeVersions, PROPERTY, property, toInstant } from "./wire.ts";
 
-export async function findPublicRepo(db: Database, repoId: string): Promise<Repo | undefined> {
+export async function findPublicRepo(db: DatabaseLike, repoId: string): Promise<Repo | undefined> {
   const [repo] = await db
     .select()
     .from(repos)
@@ -38,9 +38,9 @@ export interface PublicUnit {
   nodes: UnitNode[];
 }
 
-/** A Unit is public when it, and its Repo, are Public; only its Public nodes are shown. */
+/** Finds a Unit that is Public in a Public Repo, with only its Public nodes. */
 export async function findPublicUnit(
-  db: Database,
+  db: DatabaseLike,
   unitId: string,
 ): Promise<PublicUnit | undefined> {
   const [row] = await db
@@ -55,7 +55,10 @@ export async function findPublicUnit(
   return { unit: row.unit, nodes: nodes.get(unitId) ?? [] };
 }
 
-async function publicNodesOf(db: Database, unitIds: string[]): Promise<Map<string, UnitNode[]>> {
+async function publicNodesOf(
+  db: DatabaseLike,
+  unitIds: string[],
+): Promise<Map<string, UnitNode[]>> {
   const byUnit = new Map<string, UnitNode[]>();
   if (unitIds.length === 0) return byUnit;
   const rows = await db
@@ -146,27 +149,41 @@ export function buildUnitObject(ctx: Context<void>, unit: Unit, nodes: UnitNode[
 /** Outbox page size; the outbox lists the current state as one Create per public entity. */
 export const OUTBOX_PAGE_SIZE = 50;
 
+const FIRST_ID = "00000000-0000-0000-0000-000000000000";
+
 /**
- * A page of the outbox of `actorIdentifier`: the instance actor's outbox holds every public
- * Repo and Unit, a Repo actor's outbox its public Units. The cursor is the last entity id.
+ * Reads an outbox cursor: "" for the first page, else "r:<id>" or "u:<id>" for the last Repo
+ * or Unit listed. Returns null for anything else, since cursors come back from remote servers.
+ */
+function parseOutboxCursor(cursor: string): { phase: "r" | "u"; afterId: string } | null {
+  if (cursor === "") return { phase: "r", afterId: FIRST_ID };
+  const match = /^([ru]):(.+)$/.exec(cursor);
+  const [, phase, afterId] = match ?? [];
+  if ((phase !== "r" && phase !== "u") || afterId === undefined || !isUuid(afterId)) return null;
+  return { phase, afterId };
+}
+
+/**
+ * Builds a page of the outbox of `actorIdentifier`: the instance actor's outbox lists every
+ * public Repo and then every public Unit, a Repo actor's outbox its public Units, each in id
+ * order. Returns null for a malformed cursor.
  */
 export async function outboxPage(
   ctx: Context<void>,
   db: Database,
   actorIdentifier: string,
   cursor: string,
-): Promise<{ items: Create[]; nextCursor: string | null }> {
-  const afterId = cursor === "" ? "00000000-0000-0000-0000-000000000000" : cursor;
+): Promise<{ items: Create[]; nextCursor: string | null } | null> {
+  const position = parseOutboxCursor(cursor);
+  if (!position) return null;
   const instance = ctx.getActorUri(INSTANCE_ACTOR);
   const items: Create[] = [];
 
-  // Entities are listed Repos first, then Units, each by id; the cursor is "r:<id>" or "u:<id>".
-  const [phase, lastId] = afterId.includes(":") ? afterId.split(":", 2) : ["r", afterId];
-  if (actorIdentifier === INSTANCE_ACTOR && phase === "r") {
+  if (actorIdentifier === INSTANCE_ACTOR && position.phase === "r") {
     const rows = await db
       .select()
       .from(repos)
-      .where(and(eq(repos.visibility, "Public"), gt(repos.id, lastId ?? afterId)))
+      .where(and(eq(repos.visibility, "Public"), gt(repos.id, position.afterId)))
       .orderBy(asc(repos.id))
       .limit(OUTBOX_PAGE_SIZE);
     for (const repo of rows) {
@@ -183,9 +200,11 @@ export async function outboxPage(
     }
     const last = rows.at(-1);
     if (rows.length === OUTBOX_PAGE_SIZE && last) return { items, nextCursor: `r:${last.id}` };
-    return { items, nextCursor: "u:00000000-0000-0000-0000-000000000000" };
+    return { items, nextCursor: `u:${FIRST_ID}` };
   }
 
+  // The Unit phase starts after the Repos, or at once for a Repo actor.
+  const afterUnitId = position.phase === "u" ? position.afterId : FIRST_ID;
   const unitFilter =
     actorIdentifier === INSTANCE_ACTOR ? sql`true` : eq(units.repoId, actorIdentifier);
   const rows = await db
@@ -197,7 +216,7 @@ export async function outboxPage(
         eq(units.visibility, "Public"),
         eq(repos.visibility, "Public"),
         unitFilter,
-        gt(units.id, phase === "u" && lastId ? lastId : afterId),
+        gt(units.id, afterUnitId),
       ),
     )
     .orderBy(asc(units.id))

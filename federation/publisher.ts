@@ -56,7 +56,7 @@ async function fanOut(
 }
 
 async function publishRepo(ctx: Context<void>, tx: Transaction, repoId: string): Promise<string> {
-  const repo = await findPublicRepo(tx as unknown as Database, repoId);
+  const repo = await findPublicRepo(tx, repoId);
   const [announced] = await tx
     .select()
     .from(announcedEntities)
@@ -107,7 +107,7 @@ async function publishRepo(ctx: Context<void>, tx: Transaction, repoId: string):
 }
 
 async function publishUnit(ctx: Context<void>, tx: Transaction, unitId: string): Promise<string> {
-  const found = await findPublicUnit(tx as unknown as Database, unitId);
+  const found = await findPublicUnit(tx, unitId);
   const [announced] = await tx
     .select()
     .from(announcedEntities)

@@ -92,6 +92,27 @@ describe("Repo actor follow", () => {
   });
 });
 
+describe("outbox cursor", () => {
+  it("rejects a malformed cursor", async () => {
+    for (const cursor of ["garbage", "r:not-a-uuid", "x:00000000-0000-0000-0000-000000000000"]) {
+      const response = await fetch(
+        `${publisher.origin}/ap/actors/instance/outbox?cursor=${encodeURIComponent(cursor)}`,
+        { headers: { accept: "application/activity+json" } },
+      );
+      expect(response.status, cursor).toBe(404);
+    }
+  });
+
+  it("pages through Repos, then Units", async () => {
+    const response = await fetch(`${publisher.origin}/ap/actors/instance/outbox?cursor=`, {
+      headers: { accept: "application/activity+json" },
+    });
+    expect(response.status).toBe(200);
+    const page = (await response.json()) as { next?: string };
+    expect(page.next).toContain(encodeURIComponent("u:00000000-0000-0000-0000-000000000000"));
+  });
+});
+
 describe("instance resync", () => {
   it("removes what the peer no longer lists", async () => {
     const { db, config } = follower.node.services;

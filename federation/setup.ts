@@ -53,7 +53,7 @@ export interface OutboxRetry {
 /**
  * Fedify's default gives up after 10 attempts (about half an hour of retries). Peers of a
  * Pepeunit federation are small servers that may be down for hours, so the node retries for
- * about a day (delays double from 1 s up to 1 h, 30 attempts); the periodic outbox resync
+ * about a day: delays double from 1 s up to 1 h, over 30 attempts. The periodic outbox resync
  * repairs anything still missed after that.
  */
 export const DEFAULT_OUTBOX_RETRY: OutboxRetry = {
@@ -64,7 +64,7 @@ export const DEFAULT_OUTBOX_RETRY: OutboxRetry = {
 
 const FOLLOWERS_PAGE_SIZE = 100;
 
-/** The actor identifier is "instance" or the id of a Public Repo. */
+/** Returns whether `identifier` is "instance" or the id of a Public Repo. */
 async function actorExists(db: Database, identifier: string): Promise<boolean> {
   if (identifier === INSTANCE_ACTOR) return true;
   return isUuid(identifier) && (await findPublicRepo(db, identifier)) !== undefined;

@@ -78,7 +78,7 @@ export interface Config {
   readonly minioMetricsToken: string | undefined;
   /** Token that authenticates the usage-event and error ingest endpoints of the backend. */
   readonly ingestToken: string | undefined;
-  /** Which remote domains federate: all but denied ones, or only allowed ones. */
+  /** Federation mode: every domain but the denied ones (`open`), or only allowed ones. */
   readonly federationMode: FederationMode;
   /** Inbox POSTs per minute that one (claimed host, client IP) pair may send on average. */
   readonly inboxRatePerMinute: number;
@@ -151,7 +151,7 @@ const domainText = z
     "expected a lower-case domain name such as unit.example.com",
   );
 
-/** A URL with one of `protocols`; ClickHouse and EMQX credentials may sit in the URL. */
+/** Parses a URL with one of `protocols`. ClickHouse and EMQX credentials may be in the URL. */
 function urlText(protocols: string[], example: string) {
   return z.string().transform((value, ctx) => {
     let url: URL;

@@ -12,10 +12,10 @@ export interface FederationPort {
   /**
    * Looks up the actor at `target` (an instance actor IRI or a node origin such as
    * `https://node.example.com`), records the follow as pending and sends a signed Follow.
-   * Throws {@link FederationLookupError} when nothing usable answers at `target`.
+   * Throws {@link FederationLookupError} when no usable actor is found at `target`.
    */
   followInstance(target: URL): Promise<FollowedInstance>;
-  /** Sends Undo(Follow) and forgets the follow; returns false when it did not exist. */
+  /** Sends Undo(Follow) and deletes the follow; returns false when it did not exist. */
   unfollowInstance(target: URL): Promise<boolean>;
 }
 

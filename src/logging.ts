@@ -51,7 +51,7 @@ export interface LoggingOptions {
 
 /**
  * Renders one property of a text log line. Strings print bare, so URLs and ids can be copied
- * from the log as they are; errors print their stack and cause instead of every field.
+ * from the log as they are. Errors print their stack and cause instead of every field.
  */
 export function formatTextValue(value: unknown): string {
   if (typeof value === "string") return value;

@@ -23,7 +23,7 @@ export interface EmbeddedServer {
 }
 
 export interface EmbeddedOptions {
-  /** Directory that holds the cluster; created on first start. */
+  /** Directory of the cluster, created on first start. */
   directory: string;
   port: number;
   /** Remove the cluster when stopped (tests). */
@@ -112,9 +112,8 @@ async function inOwnProcessGroup<T>(start: () => Promise<T>): Promise<T> {
 }
 
 /**
- * Stops the server. Ctrl+C in a terminal also sends SIGINT to the server process (it is in the
- * same process group), and `EmbeddedPostgres.stop()` waits forever for an exit that already
- * happened; so a finished process is not waited for, and the wait is bounded.
+ * Stops the server within a bounded time. A server process that already exited is not waited
+ * for, because `EmbeddedPostgres.stop()` would wait forever for that exit.
  */
 async function stopServer(server: { stop(): Promise<void> }): Promise<void> {
   const child = (server as unknown as { process?: ChildProcess }).process;

@@ -59,15 +59,15 @@ export function createApp(
     bodyLimit({ maxSize: config.maxApiBodyBytes, onError: tooLarge(config.maxApiBodyBytes) }),
   );
 
-  // The policy gate answers blocked and over-limit senders before any parsing or key fetch.
+  // The policy gate rejects blocked and over-limit senders before any parsing or key fetch.
   app.use(gate.documents);
   app.use(gate.inbox);
   app.use(inboxGuard());
   app.use(federationMiddleware(federation, () => undefined, config.origin));
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
-  // NOTE: /metrics has no authentication, as Prometheus scrapers expect; expose the node's port
-  // only to the networks that should read it, or put the path behind the reverse proxy's rules.
+  // NOTE: /metrics has no authentication, as Prometheus scrapers expect. Expose the node's port
+  // only to the networks that should read it, or restrict the path at the reverse proxy.
   app.get("/metrics", metrics.handler);
   app.get("/", (c) => c.html(renderLandingPage(config, c.req.header("accept-language"))));
   app.route("/api/v1", createApiRoutes(services));

@@ -4,7 +4,7 @@
  * the same test suite.
  */
 
-/** Where a message came from, relative to this instance. */
+/** Origin of a message relative to this instance. */
 export type DomainKind = "local" | "foreign";
 
 /**
@@ -26,7 +26,7 @@ export interface TopicCounterRow {
 }
 
 /**
- * One flush of a tap. `batchId` is unique per tap and flush; writing the same batch twice (a
+ * One flush of a tap. `batchId` is unique per tap and flush, and writing the same batch twice (a
  * retry after a timeout whose first attempt did land) must count it once.
  */
 export interface CounterBatch {

@@ -143,7 +143,7 @@ export type CatalogueEntityKind = (typeof CATALOGUE_ENTITY_KINDS)[number];
 
 /**
  * Transactional outbox of catalogue changes. Every write to `repos`, `units` or `unit_nodes`
- * adds a row in the same transaction; the worker turns rows into ActivityPub deliveries, so a
+ * adds a row in the same transaction. The worker turns rows into ActivityPub deliveries, so a
  * crash between commit and delivery loses nothing.
  */
 export const catalogueChanges = pgTable(
@@ -163,8 +163,8 @@ export const catalogueChanges = pgTable(
 );
 
 /**
- * What this node has announced to its followers, per local entity: lets the publisher choose
- * Create, Update or Delete from the current row alone, whatever happened in between.
+ * Record of what this node has announced to its followers, per local entity. The publisher
+ * chooses Create, Update or Delete from it and the current row alone, whatever happened between.
  */
 export const announcedEntities = pgTable("announced_entities", {
   entityId: uuid("entity_id").primaryKey(),

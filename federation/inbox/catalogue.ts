@@ -5,7 +5,9 @@ import { eq } from "drizzle-orm";
 import type { DatabaseLike } from "../../src/db/client.ts";
 import { federatedRepos, federatedUnits } from "../../src/db/schema/index.ts";
 import { getNodeLogger } from "../../src/logging.ts";
+import { checkRepositoryUrl, countDeniedRepository } from "../../src/policy/git-hosts.ts";
 import { lookupObjectIfAllowed } from "../../src/policy/outbound.ts";
+import { InvalidRepositoryUrlError } from "../../src/policy/repository-url.ts";
 import {
   deleteFederatedObject,
   upsertFederatedRepo,
@@ -31,6 +33,7 @@ export type ApplyOutcome = "stored" | "stale" | "ignored" | "duplicate" | "unkno
  * another origin than the sender, and objects of other types, are ignored. An Update changes
  * only objects already in the catalogue and returns `unknown-object` otherwise. The periodic
  * outbox resync repairs a lost Create, so an Update is never trusted to create an object.
+ * A Repo whose repository host the git host rules reject is ignored.
  */
 export async function applyPublishedObject(
   deps: Pick<InboxDependencies, "db" | "policy">,
@@ -73,6 +76,10 @@ export async function applyPublishedObject(
     return "ignored";
   }
 
+  if (!("repoIri" in wire) && !(await isRepositoryHostAllowed(db, wire, senderHost, activity))) {
+    return "ignored";
+  }
+
   const isUpdate = activity?.type === "Update";
 
   // A Unit may arrive before its Repo (deliveries are not ordered); fetch the Repo first.
@@ -109,6 +116,47 @@ export async function applyPublishedObject(
     }
     return outcome;
   });
+}
+
+/**
+ * Checks the repository URL of a federated Repo against the git host rules, and logs and counts
+ * a rejection. Like content of a reject_content domain, a rejected Repo is not stored, but its
+ * activity is still acknowledged, so the peer does not retry it.
+ *
+ * NOTE: an Update that moves a stored Repo to a denied host leaves the stored copy as it was.
+ * The copy is removed only when the peer deletes the Repo or the follow ends.
+ */
+async function isRepositoryHostAllowed(
+  db: DatabaseLike,
+  repo: WireRepo,
+  senderHost: string,
+  activity: { actorIri: string } | undefined,
+): Promise<boolean> {
+  const actor = activity?.actorIri ?? `(outbox of ${senderHost})`;
+  let reason: string;
+  let host: string;
+  try {
+    const decision = await checkRepositoryUrl(db, repo.repositoryUrl);
+    if (decision.allowed) return true;
+    reason = decision.reason;
+    host = decision.host;
+  } catch (error) {
+    if (!(error instanceof InvalidRepositoryUrlError)) throw error;
+    reason = error.message;
+    host = "(invalid)";
+  }
+  countDeniedRepository("peer");
+  logger.info(
+    "Ignored Repo {iri} from {actor}: repository host {host} is not accepted ({reason})",
+    {
+      iri: repo.iri,
+      actor,
+      senderHost,
+      host,
+      reason,
+    },
+  );
+  return false;
 }
 
 async function isInCatalogue(tx: DatabaseLike, wire: WireRepo | WireUnit): Promise<boolean> {

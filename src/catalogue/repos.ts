@@ -17,6 +17,7 @@ import {
   type Visibility,
 } from "../db/schema/index.ts";
 import { getNodeLogger } from "../logging.ts";
+import * as gitHosts from "../policy/git-hosts.ts";
 import { recordCatalogueChange } from "./changes.ts";
 import {
   type CatalogueFailure,
@@ -123,6 +124,31 @@ export function checkRepoFields(input: RepoChanges): CatalogueFailure | null {
   );
 }
 
+/**
+ * Checks the host of a new repository URL against the git host rules. The URL has passed
+ * {@link checkRepoFields}, so it parses.
+ */
+async function checkRepositoryHost(
+  db: DatabaseLike,
+  repositoryUrl: string | undefined,
+): Promise<CatalogueFailure | null> {
+  if (repositoryUrl === undefined) return null;
+  const decision = await gitHosts.checkRepositoryUrl(db, repositoryUrl);
+  if (decision.allowed) return null;
+  gitHosts.countDeniedRepository("api");
+  logger.info("Rejected a Repo with repository host {host}: {reason}", {
+    host: decision.host,
+    reason: decision.reason,
+  });
+  return {
+    kind: "git_host_denied",
+    field: "repositoryUrl",
+    host: decision.host,
+    reason: decision.reason,
+    ruleId: decision.rule?.id ?? null,
+  };
+}
+
 function nameTaken(name: string): CatalogueFailure {
   return { kind: "name_taken", entity: "repo", name };
 }
@@ -146,12 +172,15 @@ export async function listRepos(
     .limit(page.limit);
 }
 
-/** Creates a local Repo and records the change. Fails on invalid fields or a taken name. */
+/**
+ * Creates a local Repo and records the change. Fails on invalid fields, a repository host that
+ * the git host rules deny, or a taken name.
+ */
 export async function createRepo(
   db: DatabaseLike,
   input: RepoInput,
 ): Promise<CatalogueResult<RepoRecord>> {
-  const failure = checkRepoFields(input);
+  const failure = checkRepoFields(input) ?? (await checkRepositoryHost(db, input.repositoryUrl));
   if (failure) return fail(failure);
 
   try {
@@ -185,7 +214,8 @@ export async function createRepo(
 /**
  * Updates a local Repo and records a change for it and for each tightened Unit. A stricter
  * visibility tightens every Unit and UnitNode of the Repo that is more open, as Pepeunit does.
- * A more open visibility leaves them as they are.
+ * A more open visibility leaves them as they are. A new repository URL is checked against the
+ * git host rules; a Repo whose unchanged URL a later rule denies can still be updated.
  */
 export async function updateRepo(
   db: DatabaseLike,
@@ -193,7 +223,8 @@ export async function updateRepo(
   changes: RepoChanges,
   options: WriteOptions = {},
 ): Promise<CatalogueResult<RepoUpdate>> {
-  const failure = checkRepoFields(changes);
+  const failure =
+    checkRepoFields(changes) ?? (await checkRepositoryHost(db, changes.repositoryUrl));
   if (failure) return fail(failure);
 
   try {

@@ -29,7 +29,8 @@ export type CatalogueFailure =
   | { kind: "not_found"; entity: "repo" | "unit"; id: string }
   | { kind: "name_taken"; entity: "repo" | "unit"; name: string }
   | { kind: "visibility_too_open"; field: string; message: string }
-  | { kind: "mirrored"; entity: "repo" | "unit"; id: string };
+  | { kind: "mirrored"; entity: "repo" | "unit"; id: string }
+  | { kind: "git_host_denied"; field: string; host: string; reason: string; ruleId: string | null };
 
 export type CatalogueResult<T> = { ok: true; value: T } | { ok: false; failure: CatalogueFailure };
 

@@ -16,6 +16,7 @@ import type { DatabaseLike } from "../db/client.ts";
 import { repos, units } from "../db/schema/catalogue.ts";
 import { federatedRepos, federatedUnits } from "../db/schema/federation.ts";
 import { getNodeLogger } from "../logging.ts";
+import { deniedRepositoryCounter } from "../policy/git-hosts.ts";
 
 const logger = getNodeLogger("http", "metrics");
 
@@ -61,6 +62,7 @@ export function createMetricsRoute(options: MetricsRouteOptions = {}): NodeMetri
   registerQueueDepth(registry, options.queues ?? {});
   if (options.db !== undefined) registerCatalogueSizes(registry, options.db);
   const tap = createTapMetrics(registry);
+  registry.registerMetric(deniedRepositoryCounter);
 
   const handler = async (c: Context) => {
     const body = await registry.metrics();

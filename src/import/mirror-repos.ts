@@ -1,9 +1,12 @@
 import { eq } from "drizzle-orm";
 import { repos, users } from "../db/schema/index.ts";
-import { type MappingResult, mapRepo } from "./mapping.ts";
+import { countDeniedRepository, GitHostRuleSet } from "../policy/git-hosts.ts";
+import { InvalidRepositoryUrlError } from "../policy/repository-url.ts";
+import { type MappingResult, type MirroredRepo, mapRepo } from "./mapping.ts";
 import type { MirrorContext } from "./mirror-context.ts";
 import { mirrorNamedRows } from "./mirror-rows.ts";
 import type { SourceRepo } from "./source.ts";
+import type { ImportSkip } from "./summary.ts";
 
 const REPO_FIELDS = [
   "name",
@@ -41,6 +44,30 @@ export function withMirroredOwner<T>(
 }
 
 /**
+ * Returns the skip of a Repo whose repository host the git host rules reject, or undefined.
+ * A URL whose host cannot be read is rejected too, because no rule can be checked for it.
+ *
+ * NOTE: only rows the run writes are checked. A Repo mirrored before a rule denied its host
+ * keeps its copy until Pepeunit changes it; then the update is skipped, not the copy deleted.
+ */
+export function checkRepoGitHost(
+  repo: MirroredRepo,
+  rules: GitHostRuleSet,
+): Pick<ImportSkip, "reason" | "detail"> | undefined {
+  let detail: string;
+  try {
+    const decision = rules.checkRepositoryUrl(repo.repositoryUrl);
+    if (decision.allowed) return undefined;
+    detail = `the repository host ${decision.host} is not accepted (${decision.reason}); change the rule or the Repo's repository URL`;
+  } catch (error) {
+    if (!(error instanceof InvalidRepositoryUrlError)) throw error;
+    detail = `${error.message}; fix the repository URL in Pepeunit`;
+  }
+  countDeniedRepository("import");
+  return { reason: "git-host-denied", detail };
+}
+
+/**
  * Inserts or updates the node's copy of each changed Pepeunit Repo, joined with its registry row
  * for the repository URL, platform and release tags. The node-owned `summary` is left alone.
  */
@@ -62,6 +89,7 @@ export async function mirrorRepos(context: MirrorContext, sourceRepos: SourceRep
     })
     .from(repos);
   const ownerIds = await readMirroredUserIds(context);
+  const gitHostRules = await GitHostRuleSet.load(tx);
 
   await mirrorNamedRows(
     context,
@@ -72,6 +100,7 @@ export async function mirrorRepos(context: MirrorContext, sourceRepos: SourceRep
       fields: REPO_FIELDS,
       map: (row: SourceRepo) => withMirroredOwner(mapRepo(row), row.creatorId, ownerIds),
       nameOf: (row) => row.name,
+      checkPolicy: (repo) => checkRepoGitHost(repo, gitHostRules),
       describeNameConflict: (repo, holder) =>
         `name ${JSON.stringify(repo.name)} belongs to ${holder.source} Repo ${holder.id}; rename or delete one of the two Repos`,
       rename: (id, name) => tx.update(repos).set({ name }).where(eq(repos.id, id)),

@@ -7,7 +7,7 @@ import type { RowSource } from "../db/schema/index.ts";
 import type { MappingResult } from "./mapping.ts";
 import { differingFields, type MirrorContext, skipRow } from "./mirror-context.ts";
 import { type LocalNamedRow, placeholderName, planUniqueNames } from "./names.ts";
-import type { ImportEntity } from "./summary.ts";
+import type { ImportEntity, ImportSkip } from "./summary.ts";
 
 /** Table writes and change records for the node's copy of one entity. */
 export interface MirrorWriter<
@@ -76,13 +76,16 @@ export interface NamedEntityMirror<
   rename(id: string, placeholder: string): Promise<unknown>;
   /** Returns the skip detail when the row's parent is not mirrored, or undefined. */
   describeMissingParent?(row: Row): string | undefined;
+  /** Returns the skip reason and detail when a node policy rejects the row, or undefined. */
+  checkPolicy?(row: Row): Pick<ImportSkip, "reason" | "detail"> | undefined;
   /** Returns the skip detail when `holder` keeps the name that `row` needs. */
   describeNameConflict(row: Row, holder: LocalNamedRow): string;
 }
 
 /**
  * Mirrors the changed source rows of one named entity. Rows with an invalid value, the id of a
- * node-created row, an unmirrored parent or a name that stays taken are skipped and logged.
+ * node-created row, an unmirrored parent, a policy rejection or a name that stays taken are
+ * skipped and logged.
  */
 export async function mirrorNamedRows<
   Source extends { id: string; createdAt: Date },
@@ -127,6 +130,11 @@ export async function mirrorNamedRows<
         reason: "missing-parent",
         detail: missingParent,
       });
+      continue;
+    }
+    const rejection = mirror.checkPolicy?.(mapped.value);
+    if (rejection !== undefined) {
+      skipRow(context, { entity, sourceId: source.id, ...rejection });
       continue;
     }
     candidates.push({ row: mapped.value, createdAt: source.createdAt });

@@ -9,9 +9,16 @@ export type ImportEntity = (typeof IMPORT_ENTITIES)[number];
  * - `id-conflict`: a row created on this node already has the same UUID;
  * - `name-conflict`: a row created on this node (or a Pepeunit row that keeps its name) already
  *   has the login or name, which is unique in both databases;
- * - `missing-parent`: the Repo of a Unit, or the Unit of a UnitNode, is not mirrored.
+ * - `missing-parent`: the Repo of a Unit, or the Unit of a UnitNode, is not mirrored;
+ * - `git-host-denied`: the git host rules reject the host of a Repo's repository URL, or the
+ *   URL is in no form whose host can be checked.
  */
-export type ImportSkipReason = "invalid-value" | "id-conflict" | "name-conflict" | "missing-parent";
+export type ImportSkipReason =
+  | "invalid-value"
+  | "id-conflict"
+  | "name-conflict"
+  | "missing-parent"
+  | "git-host-denied";
 
 export interface ImportSkip {
   entity: ImportEntity;
@@ -60,6 +67,7 @@ export function countSkipReasons(summary: ImportSummary): Record<ImportSkipReaso
     "id-conflict": 0,
     "name-conflict": 0,
     "missing-parent": 0,
+    "git-host-denied": 0,
   };
   for (const skip of summary.skips) result[skip.reason] += 1;
   return result;

@@ -104,6 +104,13 @@ export function failureToHttpError(failure: CatalogueFailure, location = "body")
         "mirrored_from_pepeunit",
         `${failure.entity === "repo" ? "Repo" : "Unit"} ${failure.id} is mirrored from Pepeunit; change it in Pepeunit, the importer overwrites changes made here`,
       );
+    case "git_host_denied":
+      return new HttpError(
+        422,
+        "git_host_denied",
+        `Invalid ${location} field ${failure.field}: the repository host ${failure.host} is not accepted (${failure.reason}); use a repository on an allowed host`,
+        { field: failure.field, host: failure.host, ruleId: failure.ruleId },
+      );
   }
 }
 

@@ -92,7 +92,7 @@ export function registerRepoRoutes(
       request: { body: jsonBody(RepoCreateSchema) },
       responses: {
         201: jsonResponse(RepoSchema, "The created Repo"),
-        ...errorResponses(400, 401, 403, 409),
+        ...errorResponses(400, 401, 403, 409, 422),
       },
     }),
     async (c) => {
@@ -122,7 +122,7 @@ export function registerRepoRoutes(
       request: { params: IdParamsSchema, body: jsonBody(RepoUpdateSchema) },
       responses: {
         200: jsonResponse(RepoUpdateResultSchema, "The updated Repo"),
-        ...errorResponses(400, 401, 403, 404, 409),
+        ...errorResponses(400, 401, 403, 404, 409, 422),
       },
     }),
     async (c) => {

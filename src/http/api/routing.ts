@@ -17,6 +17,7 @@ const ERROR_DESCRIPTIONS = {
   403: "Invalid admin token",
   404: "Not found",
   409: "Conflict with the current catalogue",
+  422: "The request is valid, but a node policy rejects it, such as a denied git host",
   502: "The remote server did not answer with a usable ActivityPub actor",
 } as const;
 

@@ -60,4 +60,25 @@ describe("loadConfig", () => {
     const config = loadConfig({ PU_NODE_ORIGIN: "https://node.example.com" });
     expect(config.pepeunitDomain).toBe("node.example.com");
   });
+
+  it("reads ban thresholds with defaults", () => {
+    const defaults = loadConfig({}).bans;
+    expect(defaults.rateLimited).toEqual({ count: 600, windowSeconds: 600 });
+    expect(defaults.signatureFailures).toEqual({ count: 100, windowSeconds: 3600 });
+    expect(defaults.invalidPayloads).toEqual({ count: 100, windowSeconds: 3600 });
+    expect(defaults.topicBansForDomain).toEqual({ count: 3, windowSeconds: 86400 });
+
+    const set = loadConfig({
+      PU_NODE_BAN_SIGNATURE_FAILURES: "0",
+      PU_NODE_BAN_INVALID_PAYLOADS_WINDOW_SECONDS: "60",
+    }).bans;
+    expect(set.signatureFailures.count).toBe(0);
+    expect(set.invalidPayloads.windowSeconds).toBe(60);
+  });
+
+  it("rejects a negative ban threshold", () => {
+    const [issue] = issuesOf({ PU_NODE_BAN_RATE_LIMITED: "-1" });
+    expect(issue).toContain("PU_NODE_BAN_RATE_LIMITED");
+    expect(issue).toContain("0 to turn the check off");
+  });
 });

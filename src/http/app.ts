@@ -9,6 +9,7 @@ import { federationMiddleware } from "../../federation/hono.ts";
 import { inboxGuard } from "../../federation/inbox-guard.ts";
 import type { NodeFederation } from "../../federation/setup.ts";
 import { getNodeLogger } from "../logging.ts";
+import type { InboxDetectors } from "../policy/detectors.ts";
 import type { PolicyGate } from "../policy/gate.ts";
 import type { NodeServices } from "../services.ts";
 import { createApiRoutes } from "./api/index.ts";
@@ -36,6 +37,7 @@ export function createApp(
   federation: NodeFederation,
   metrics: NodeMetrics,
   gate: PolicyGate,
+  detectors?: InboxDetectors,
 ): Hono {
   const { config } = services;
   const app = new Hono();
@@ -48,6 +50,9 @@ export function createApp(
       await next();
     });
   });
+
+  // Ban detectors count responses to inbox POSTs, so they wrap the body limit and the gate.
+  if (detectors !== undefined) app.use(detectors.middleware);
 
   // Limits apply before Fedify reads the body, so an oversized delivery costs no parsing.
   app.post(

@@ -1,11 +1,13 @@
 /**
- * The policy engine: every domain rule in memory, indexed by domain, so one decision costs a map
- * look-up per label of the host. It reloads from PostgreSQL when `domain_rules_version` changes.
+ * The policy engine: every domain rule and open domain ban in memory, indexed by domain, so one
+ * decision costs a map look-up per label of the host. It reloads from PostgreSQL when
+ * `domain_rules_version` changes, which every rule and ban write bumps.
  */
 import type { FederationMode } from "../config.ts";
 import type { DatabaseLike } from "../db/client.ts";
 import { domainRules } from "../db/schema/index.ts";
 import { getNodeLogger } from "../logging.ts";
+import { type EngineBan, loadOpenDomainBans } from "./bans-queries.ts";
 import { InvalidHostError, isIpAddress, parseHost } from "./domain.ts";
 import { readRulesVersion } from "./rules.ts";
 import type { PolicyDecision, PolicyEngine, RuleSeverity } from "./types.ts";
@@ -23,10 +25,16 @@ export interface EngineRule {
   expiresAt: Date | null;
 }
 
-/** The allow and the deny rule of one domain; `(domain, kind)` is unique in the table. */
+export type { EngineBan };
+
+/**
+ * The allow and the deny rule of one domain, `(domain, kind)` being unique in the table, and
+ * its domain ban as a `suspend` rule for the exact host.
+ */
 interface DomainEntry {
   allow?: EngineRule;
   deny?: EngineRule;
+  ban?: EngineRule;
 }
 
 const ALLOW: PolicyDecision = { action: "allow" };
@@ -52,25 +60,49 @@ export class DomainPolicyEngine implements PolicyEngine {
   #entries = new Map<string, DomainEntry>();
   #size = 0;
 
-  constructor(mode: FederationMode, rules: readonly EngineRule[] = []) {
+  constructor(
+    mode: FederationMode,
+    rules: readonly EngineRule[] = [],
+    bans: readonly EngineBan[] = [],
+  ) {
     this.mode = mode;
-    this.replaceRules(rules);
+    this.replaceRules(rules, bans);
   }
 
-  /** Number of rules in memory, expired ones included. */
+  /** Number of rules and bans in memory, expired ones included. */
   get size(): number {
     return this.#size;
   }
 
-  replaceRules(rules: readonly EngineRule[]): void {
+  /**
+   * Swaps the rules and domain bans. A ban acts as a `suspend` deny rule of its exact host (no
+   * subdomains) until its expiry.
+   */
+  replaceRules(rules: readonly EngineRule[], bans: readonly EngineBan[] = []): void {
     const entries = new Map<string, DomainEntry>();
     for (const rule of rules) {
       const entry = entries.get(rule.domain) ?? {};
       entry[rule.kind] = rule;
       entries.set(rule.domain, entry);
     }
+    for (const ban of bans) {
+      const entry = entries.get(ban.domain) ?? {};
+      // Bans do not stack, but two processes may race; the one that ends later is kept.
+      if (entry.ban === undefined || endsLater(ban.expiresAt, entry.ban.expiresAt)) {
+        entry.ban = {
+          id: ban.id,
+          domain: ban.domain,
+          kind: "deny",
+          severity: "suspend",
+          includeSubdomains: false,
+          reason: ban.reason,
+          expiresAt: ban.expiresAt,
+        };
+      }
+      entries.set(ban.domain, entry);
+    }
     this.#entries = entries;
-    this.#size = rules.length;
+    this.#size = rules.length + bans.length;
   }
 
   decide(host: string, now: Date = new Date()): PolicyDecision {
@@ -94,6 +126,7 @@ export class DomainPolicyEngine implements PolicyEngine {
   decideCanonical(host: string, now: Date = new Date()): PolicyDecision {
     const nowMs = now.getTime();
     let deny: EngineRule | undefined;
+    let denyIsBan = false;
     let allowed = false;
 
     // The exact domain first, then each parent, so the first deny found at a severity is the
@@ -106,7 +139,15 @@ export class DomainPolicyEngine implements PolicyEngine {
       if (entry !== undefined) {
         const denyRule = entry.deny;
         if (isActive(denyRule, nowMs) && (exact || denyRule.includeSubdomains)) {
-          if (deny === undefined || isStricter(denyRule, deny)) deny = denyRule;
+          if (deny === undefined || isStricter(denyRule, deny)) {
+            deny = denyRule;
+            denyIsBan = false;
+          }
+        }
+        const ban = entry.ban;
+        if (exact && isActive(ban, nowMs) && (deny === undefined || isStricter(ban, deny))) {
+          deny = ban;
+          denyIsBan = true;
         }
         const allowRule = entry.allow;
         if (isActive(allowRule, nowMs) && (exact || allowRule.includeSubdomains)) allowed = true;
@@ -122,7 +163,7 @@ export class DomainPolicyEngine implements PolicyEngine {
       return {
         action: deny.severity ?? "suspend",
         reason: deny.reason ?? "denied by a domain rule",
-        source: { kind: "rule", id: deny.id },
+        source: { kind: denyIsBan ? "ban" : "rule", id: deny.id },
         expiresAt: deny.expiresAt,
       };
     }
@@ -138,14 +179,22 @@ export class DomainPolicyEngine implements PolicyEngine {
   }
 }
 
+/** True when an expiry (null for never) lies after another. */
+function endsLater(candidate: Date | null, current: Date | null): boolean {
+  if (current === null) return false;
+  return candidate === null || candidate.getTime() > current.getTime();
+}
+
 function isStricter(candidate: EngineRule, current: EngineRule): boolean {
   const candidateRank = SEVERITY_RANK[candidate.severity ?? "suspend"];
   const currentRank = SEVERITY_RANK[current.severity ?? "suspend"];
   return candidateRank < currentRank;
 }
 
-/** Reads every rule and the version they belong to, in one snapshot. */
-async function loadRuleSet(db: DatabaseLike): Promise<{ version: number; rules: EngineRule[] }> {
+/** Reads every rule, the open domain bans and the version they belong to, in one snapshot. */
+async function loadRuleSet(
+  db: DatabaseLike,
+): Promise<{ version: number; rules: EngineRule[]; bans: EngineBan[] }> {
   return await db.transaction(
     async (tx) => {
       const version = await readRulesVersion(tx);
@@ -160,7 +209,8 @@ async function loadRuleSet(db: DatabaseLike): Promise<{ version: number; rules: 
           expiresAt: domainRules.expiresAt,
         })
         .from(domainRules);
-      return { version, rules };
+      const bans = await loadOpenDomainBans(tx);
+      return { version, rules, bans };
     },
     { isolationLevel: "repeatable read", accessMode: "read only" },
   );
@@ -204,13 +254,14 @@ export class DatabasePolicyEngine implements PolicyEngine {
     return this.#engine.decide(host, now);
   }
 
-  /** Loads every rule from the database, whatever the version. */
+  /** Loads every rule and open domain ban from the database, whatever the version. */
   async reload(): Promise<void> {
-    const { version, rules } = await loadRuleSet(this.#db);
-    this.#engine.replaceRules(rules);
+    const { version, rules, bans } = await loadRuleSet(this.#db);
+    this.#engine.replaceRules(rules, bans);
     this.#version = version;
-    logger.debug("Loaded {count} domain rules at version {version}", {
+    logger.debug("Loaded {count} domain rules and {bans} domain bans at version {version}", {
       count: rules.length,
+      bans: bans.length,
       version,
     });
   }

@@ -207,7 +207,7 @@ function isLogMilestone(count: number): boolean {
 }
 
 /** Returns the remote address of the Node.js socket, or `undefined` outside `@hono/node-server`. */
-function socketAddress(c: Context): string | undefined {
+export function socketAddress(c: Context): string | undefined {
   try {
     return getConnInfo(c).remote.address;
   } catch (error) {

@@ -18,6 +18,7 @@ export const SUPPORTED_ACTIVITY_TYPES = [
   "Create",
   "Update",
   "Delete",
+  "Offer",
 ] as const;
 
 const JSON_MEDIA_TYPES = ["application/activity+json", "application/ld+json", "application/json"];

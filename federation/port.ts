@@ -1,9 +1,13 @@
 /** The {@link FederationPort} that the REST API uses to follow and unfollow other instances. */
 import { Follow, isActor, Undo } from "@fedify/vocab";
 import { eq, sql } from "drizzle-orm";
+import { findBridge } from "../src/bridges/store.ts";
+import type { Config } from "../src/config.ts";
 import type { Database } from "../src/db/client.ts";
 import { federatedRepos, outboundFollows, remoteActors } from "../src/db/schema/index.ts";
 import {
+  BridgeRequestError,
+  type BridgeRequestRoute,
   FederationLookupError,
   type FederationPort,
   type FollowedInstance,
@@ -11,8 +15,9 @@ import {
 import { getNodeLogger } from "../src/logging.ts";
 import { lookupObjectIfAllowed, sendActivityToAllowed } from "../src/policy/outbound.ts";
 import type { PolicyEngine } from "../src/policy/types.ts";
+import { endBridge, findUnknownOutputs, readPeerDomain, sendBridgeOffer } from "./bridges.ts";
 import { isFollowedHost } from "./inbox/context.ts";
-import { INSTANCE_ACTOR } from "./paths.ts";
+import { hostOf, INSTANCE_ACTOR } from "./paths.ts";
 import { upsertRemoteActor } from "./remote-actors.ts";
 import type { NodeFederation } from "./setup.ts";
 
@@ -28,9 +33,10 @@ function actorUrlOf(target: URL): URL {
 export function createFederationPort(
   federation: NodeFederation,
   db: Database,
-  origin: URL,
+  config: Config,
   policy: PolicyEngine,
 ): FederationPort {
+  const origin = config.origin;
   async function lookUpActor(target: URL) {
     if (target.origin === origin.origin) {
       throw new FederationLookupError(target.href, "it is this node itself");
@@ -137,6 +143,44 @@ export function createFederationPort(
         count: removed,
       });
       return true;
+    },
+
+    async requestBridge(target: URL, routes: readonly BridgeRequestRoute[]) {
+      if (routes.length === 0) throw new BridgeRequestError("A bridge needs at least one route");
+      const { ctx, actor } = await lookUpActor(target);
+      if (!actor.id) throw new FederationLookupError(target.href, "the actor has no id");
+      const peerDomain = await readPeerDomain(actor);
+      if (!peerDomain) {
+        throw new FederationLookupError(
+          target.href,
+          "it is not a Pepeunit Node instance actor with a pepeunit:domain; give the node's origin",
+        );
+      }
+      if (peerDomain === config.pepeunitDomain) {
+        throw new BridgeRequestError(
+          `The peer's Pepeunit domain ${peerDomain} is this instance's own; a bridge carries only foreign topics`,
+        );
+      }
+      const unknown = await findUnknownOutputs(
+        db,
+        hostOf(actor.id),
+        routes.map((route) => route.unitNodeId),
+      );
+      if (unknown.length > 0) {
+        throw new BridgeRequestError(
+          `Not a known Output UnitNode of ${hostOf(actor.id)}: ${unknown.join(", ")}; follow the instance so its public Units are in the catalogue, and pick UnitNodes of type Output`,
+        );
+      }
+      const deps = { db, config, policy };
+      return await sendBridgeOffer(deps, ctx, actor, peerDomain, routes);
+    },
+
+    async endBridge(bridgeId: string, reason: string) {
+      const bridge = await findBridge(db, { id: bridgeId });
+      if (!bridge) return undefined;
+      const ctx = federation.createContext(origin, undefined);
+      const ended = await endBridge({ db, config, policy }, ctx, bridge, reason, "admin");
+      return ended ?? bridge;
     },
   };
 }

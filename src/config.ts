@@ -84,6 +84,53 @@ export interface Config {
   readonly inboxRatePerMinute: number;
   /** Inbox POSTs that one (claimed host, client IP) pair may send at once before the rate applies. */
   readonly inboxBurst: number;
+  /** Thresholds of automatic bans; `docs/policy.md` explains each condition. */
+  readonly bans: BanThresholds;
+  /** Which broker runs MQTT bridges; `off` keeps agreements in the database only. */
+  readonly bridgeDriver: BridgeDriverKind;
+  /** The broker address other instances connect to for bridges this instance exports. */
+  readonly bridgeBrokerUrl: URL | undefined;
+  /** Highest rate, in messages per second per UnitNode, that this instance agrees to export. */
+  readonly bridgeMaxMps: number;
+  /** Seconds between two reconciliations of the broker with the agreed bridges. */
+  readonly bridgeReconcileSeconds: number;
+  /** Window over which the rate of a bridged topic is measured against its agreed limit. */
+  readonly bridgeRateWindowSeconds: number;
+  /** PEM file of the CAs that sign remote brokers' certificates, for `mqtts://` bridges. */
+  readonly bridgeCaFile: string | undefined;
+  /** Files and commands of the Mosquitto bridge driver. */
+  readonly mosquitto: MosquittoBridgeConfig;
+}
+
+export const BRIDGE_DRIVERS = ["off", "mosquitto", "emqx"] as const;
+export type BridgeDriverKind = (typeof BRIDGE_DRIVERS)[number];
+
+export interface MosquittoBridgeConfig {
+  /** The include file with the node's `connection` sections. */
+  readonly bridgeFile: string | undefined;
+  readonly passwordFile: string | undefined;
+  readonly aclFile: string | undefined;
+  /** Shell command that restarts Mosquitto, which loads bridge sections only at start. */
+  readonly restartCommand: string | undefined;
+  /** Shell command that makes Mosquitto reread its password and ACL files; the restart when unset. */
+  readonly reloadCommand: string | undefined;
+}
+
+/** One detector's threshold: `count` events within `windowSeconds`; a count of 0 turns it off. */
+export interface BanThreshold {
+  readonly count: number;
+  readonly windowSeconds: number;
+}
+
+export interface BanThresholds {
+  /** 429 `rate_limited` responses of the inbox gate to one claimed host. */
+  readonly rateLimited: BanThreshold;
+  /** Inbox POSTs of one claimed host that failed signature verification (401). */
+  readonly signatureFailures: BanThreshold;
+  /** Inbox POSTs of one claimed host with response status 400, 413 or 415. */
+  readonly invalidPayloads: BanThreshold;
+  /** Topic bans of one domain that cause a ban of the whole domain. */
+  readonly topicBansForDomain: BanThreshold;
 }
 
 /** Raised when a setting is missing or malformed; the message names each variable and the fix. */
@@ -114,6 +161,14 @@ function positiveInteger(unit: string) {
     .number({ error: `expected a whole number of ${unit}` })
     .int(`expected a whole number of ${unit}`)
     .positive(`expected a positive number of ${unit}`);
+}
+
+/** Parses a whole number of events, where 0 turns the check off. */
+function countOrOff(unit: string) {
+  return z.coerce
+    .number({ error: `expected a whole number of ${unit}, or 0 to turn the check off` })
+    .int(`expected a whole number of ${unit}, or 0 to turn the check off`)
+    .nonnegative(`expected a whole number of ${unit}, or 0 to turn the check off`);
 }
 
 const postgresUrl = z.string().refine((value) => /^postgres(ql)?:\/\//.test(value), {
@@ -238,6 +293,30 @@ const environmentSchema = z.object({
     .default("open"),
   PU_NODE_INBOX_RATE_PER_MINUTE: positiveInteger("requests per minute").default(300),
   PU_NODE_INBOX_BURST: positiveInteger("requests").default(60),
+  PU_NODE_BAN_RATE_LIMITED: countOrOff("rejections").default(600),
+  PU_NODE_BAN_RATE_LIMITED_WINDOW_SECONDS: positiveInteger("seconds").default(600),
+  PU_NODE_BAN_SIGNATURE_FAILURES: countOrOff("failures").default(100),
+  PU_NODE_BAN_SIGNATURE_FAILURES_WINDOW_SECONDS: positiveInteger("seconds").default(3600),
+  PU_NODE_BAN_INVALID_PAYLOADS: countOrOff("requests").default(100),
+  PU_NODE_BAN_INVALID_PAYLOADS_WINDOW_SECONDS: positiveInteger("seconds").default(3600),
+  PU_NODE_BAN_TOPIC_BANS_FOR_DOMAIN: countOrOff("topic bans").default(3),
+  PU_NODE_BAN_TOPIC_BANS_WINDOW_SECONDS: positiveInteger("seconds").default(86400),
+  PU_NODE_BRIDGE_DRIVER: z
+    .enum(BRIDGE_DRIVERS, { error: "expected off, mosquitto or emqx" })
+    .optional(),
+  PU_NODE_BRIDGE_BROKER_URL: urlText(
+    ["mqtt:", "mqtts:"],
+    "mqtts://mqtt.unit.example.com:8883",
+  ).optional(),
+  PU_NODE_BRIDGE_MAX_MPS: positiveInteger("messages per second").default(10),
+  PU_NODE_BRIDGE_RECONCILE_SECONDS: positiveInteger("seconds").default(30),
+  PU_NODE_BRIDGE_RATE_WINDOW_SECONDS: positiveInteger("seconds").default(60),
+  PU_NODE_MOSQUITTO_BRIDGE_FILE: z.string().min(1).optional(),
+  PU_NODE_MOSQUITTO_PASSWORD_FILE: z.string().min(1).optional(),
+  PU_NODE_MOSQUITTO_ACL_FILE: z.string().min(1).optional(),
+  PU_NODE_MOSQUITTO_RESTART_COMMAND: z.string().min(1).optional(),
+  PU_NODE_MOSQUITTO_RELOAD_COMMAND: z.string().min(1).optional(),
+  PU_NODE_BRIDGE_CA_FILE: z.string().min(1).optional(),
 });
 
 /** Example values shown in error messages, one per variable. */
@@ -252,6 +331,8 @@ const EXAMPLES: Record<string, string> = {
   PU_NODE_LOG_LEVEL: "info",
   PU_NODE_ALLOW_PRIVATE_ADDRESS: "false",
   PU_NODE_FEDERATION_MODE: "allowlist",
+  PU_NODE_BRIDGE_DRIVER: "mosquitto",
+  PU_NODE_MOSQUITTO_RESTART_COMMAND: "systemctl restart mosquitto",
 };
 
 /** Reads every `PU_NODE_*` setting from `env`, or throws {@link ConfigError} listing all problems. */
@@ -287,6 +368,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const origin = values.PU_NODE_ORIGIN ?? new URL(`http://localhost:${values.PU_NODE_PORT}`);
   const pepeunitDomain = values.PU_NODE_PEPEUNIT_DOMAIN ?? origin.hostname;
+
+  const bridgeDriver =
+    values.PU_NODE_BRIDGE_DRIVER ?? (values.PU_NODE_EMQX_API_URL ? "emqx" : "off");
+  if (bridgeDriver === "emqx" && !values.PU_NODE_EMQX_API_URL) {
+    problems.push(
+      "PU_NODE_BRIDGE_DRIVER: emqx needs PU_NODE_EMQX_API_URL, PU_NODE_EMQX_API_KEY and PU_NODE_EMQX_API_SECRET; set them or choose mosquitto or off",
+    );
+  }
+  if (bridgeDriver === "mosquitto") {
+    for (const variable of [
+      "PU_NODE_MOSQUITTO_BRIDGE_FILE",
+      "PU_NODE_MOSQUITTO_PASSWORD_FILE",
+      "PU_NODE_MOSQUITTO_ACL_FILE",
+      "PU_NODE_MOSQUITTO_RESTART_COMMAND",
+    ] as const) {
+      if (!values[variable]) {
+        problems.push(
+          `${variable}: required when PU_NODE_BRIDGE_DRIVER=mosquitto; see docs/bridges.md for the Mosquitto setup`,
+        );
+      }
+    }
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -332,6 +435,37 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     federationMode: values.PU_NODE_FEDERATION_MODE,
     inboxRatePerMinute: values.PU_NODE_INBOX_RATE_PER_MINUTE,
     inboxBurst: values.PU_NODE_INBOX_BURST,
+    bans: {
+      rateLimited: {
+        count: values.PU_NODE_BAN_RATE_LIMITED,
+        windowSeconds: values.PU_NODE_BAN_RATE_LIMITED_WINDOW_SECONDS,
+      },
+      signatureFailures: {
+        count: values.PU_NODE_BAN_SIGNATURE_FAILURES,
+        windowSeconds: values.PU_NODE_BAN_SIGNATURE_FAILURES_WINDOW_SECONDS,
+      },
+      invalidPayloads: {
+        count: values.PU_NODE_BAN_INVALID_PAYLOADS,
+        windowSeconds: values.PU_NODE_BAN_INVALID_PAYLOADS_WINDOW_SECONDS,
+      },
+      topicBansForDomain: {
+        count: values.PU_NODE_BAN_TOPIC_BANS_FOR_DOMAIN,
+        windowSeconds: values.PU_NODE_BAN_TOPIC_BANS_WINDOW_SECONDS,
+      },
+    },
+    bridgeDriver,
+    bridgeBrokerUrl: values.PU_NODE_BRIDGE_BROKER_URL,
+    bridgeMaxMps: values.PU_NODE_BRIDGE_MAX_MPS,
+    bridgeReconcileSeconds: values.PU_NODE_BRIDGE_RECONCILE_SECONDS,
+    bridgeRateWindowSeconds: values.PU_NODE_BRIDGE_RATE_WINDOW_SECONDS,
+    bridgeCaFile: values.PU_NODE_BRIDGE_CA_FILE,
+    mosquitto: {
+      bridgeFile: values.PU_NODE_MOSQUITTO_BRIDGE_FILE,
+      passwordFile: values.PU_NODE_MOSQUITTO_PASSWORD_FILE,
+      aclFile: values.PU_NODE_MOSQUITTO_ACL_FILE,
+      restartCommand: values.PU_NODE_MOSQUITTO_RESTART_COMMAND,
+      reloadCommand: values.PU_NODE_MOSQUITTO_RELOAD_COMMAND,
+    },
   };
 }
 

@@ -2,6 +2,8 @@
  * What domain code and the REST API may ask of the ActivityPub layer. The layer in `federation/`
  * implements it; nothing under `src/` imports Fedify.
  */
+import type { BridgeWithRoutes } from "./bridges/store.ts";
+
 export interface FollowedInstance {
   actorIri: string;
   host: string;
@@ -17,6 +19,34 @@ export interface FederationPort {
   followInstance(target: URL): Promise<FollowedInstance>;
   /** Sends Undo(Follow) and deletes the follow; returns false when it did not exist. */
   unfollowInstance(target: URL): Promise<boolean>;
+  /**
+   * Asks the instance at `target` to export the listed Output UnitNodes to this instance's
+   * broker: stores the request and sends a signed Offer. Throws {@link FederationLookupError}
+   * when the peer cannot be used and {@link BridgeRequestError} when a route is invalid.
+   */
+  requestBridge(target: URL, routes: readonly BridgeRequestRoute[]): Promise<BridgeWithRoutes>;
+  /**
+   * Ends a bridge from this side (Undo of the Offer on the importer, Reject on the exporter).
+   * Returns undefined when no bridge has that id, and the bridge unchanged when it had ended.
+   */
+  endBridge(bridgeId: string, reason: string): Promise<BridgeWithRoutes | undefined>;
+}
+
+export interface BridgeRequestRoute {
+  /** The peer's Output UnitNode. */
+  unitNodeId: string;
+  qos: 0 | 1;
+  maxMps: number;
+  /** This instance's Input UnitNode that the Output feeds, for the record. */
+  inputUnitNodeId?: string | null;
+}
+
+/** A bridge request that names UnitNodes the peer does not publish as Outputs, or similar. */
+export class BridgeRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BridgeRequestError";
+  }
 }
 
 /** The target URL did not lead to an ActivityPub actor this node can follow. */

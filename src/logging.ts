@@ -34,6 +34,7 @@ export const LOG_MODULES = [
   "metering",
   "timeseries",
   "policy",
+  "bridges",
 ] as const;
 export type LogModule = (typeof LOG_MODULES)[number];
 

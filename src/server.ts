@@ -13,6 +13,11 @@ import { publishPendingChanges } from "../federation/publisher.ts";
 import { PgMessageQueue } from "../federation/queue.ts";
 import { createNodeFederation, type NodeFederation } from "../federation/setup.ts";
 import { resolveAdminToken } from "./admin-token.ts";
+import {
+  createBridgeDriver,
+  startBridgeMonitor,
+  startBridgeReconciler,
+} from "./bridges/runtime.ts";
 import type { Config } from "./config.ts";
 import { createDatabase, createPool, type Database, describeDatabaseUrl } from "./db/client.ts";
 import { type EmbeddedServer, startEmbeddedPostgres } from "./db/embedded.ts";
@@ -23,6 +28,9 @@ import { runPeriodically } from "./jobs/loop.ts";
 import { getNodeLogger } from "./logging.ts";
 import { ErrorCounter } from "./metering/errors/counter.ts";
 import { type MeteringRuntime, startMetering } from "./metering/runtime.ts";
+import { expireBans, recordViolation } from "./policy/bans.ts";
+import { banSettingsFromConfig } from "./policy/bans-types.ts";
+import { createInboxDetectors, type InboxDetectors } from "./policy/detectors.ts";
 import { DatabasePolicyEngine } from "./policy/engine.ts";
 import { createPolicyGate } from "./policy/gate.ts";
 import { createInboxRateLimiter } from "./policy/rate-limit.ts";
@@ -124,6 +132,12 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
   const controller = new AbortController();
   const background: Promise<unknown>[] = [];
   const errorCounter = options.errorCounter ?? new ErrorCounter();
+  // The monitor watches imported bridge topics in the process that runs the tap.
+  const bridgeMonitor =
+    config.role === "all" || config.role === "tap"
+      ? startBridgeMonitor({ config, db, signal: controller.signal })
+      : undefined;
+  if (bridgeMonitor) background.push(...bridgeMonitor.jobs);
   let metering: MeteringRuntime;
   try {
     metering = await startMetering({
@@ -133,8 +147,13 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
       errorCounter,
       queues: { fedify: queue },
       signal: controller.signal,
+      ...(bridgeMonitor
+        ? { onTapMessage: (topic, nowMs) => bridgeMonitor.monitor.observe(topic, nowMs) }
+        : {}),
     });
   } catch (error) {
+    controller.abort();
+    await Promise.allSettled(background);
     await policy.stop();
     await pool.end();
     await database.embedded?.stop();
@@ -146,12 +165,16 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     config,
     pool,
     db,
-    federation: createFederationPort(federation, db, config.origin, policy),
+    federation: createFederationPort(federation, db, config, policy),
     adminToken: await resolveAdminToken(config.adminToken, config.dataDir),
     timeSeries: metering.store,
     errorCounter,
     policy,
   };
+  const bridgeDriver =
+    config.role === "all" || config.role === "worker"
+      ? await createBridgeDriver(config)
+      : undefined;
   if (config.role === "all" || config.role === "worker") {
     background.push(federation.startQueue(undefined, { signal: controller.signal }));
     background.push(
@@ -180,6 +203,29 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
           intervalMs: 60_000,
           run: async () => {
             await expireDomainRules(db);
+            return false;
+          },
+        },
+        controller.signal,
+      ),
+      ...(bridgeDriver
+        ? [
+            startBridgeReconciler({
+              config,
+              pool,
+              db,
+              policy,
+              driver: bridgeDriver,
+              signal: controller.signal,
+            }),
+          ]
+        : []),
+      runPeriodically(
+        {
+          name: "expire-bans",
+          intervalMs: 60_000,
+          run: async () => {
+            await expireBans(db, new Date());
             return false;
           },
         },
@@ -214,9 +260,15 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
 
   let server: ServerType | undefined;
   let port: number | undefined;
+  let detectors: InboxDetectors | undefined;
   if (config.role === "all" || config.role === "web") {
     const gate = createPolicyGate({ engine: policy, limiter: createInboxRateLimiter(config) });
-    const app = createApp(services, federation, metering.metrics, gate);
+    const banSettings = banSettingsFromConfig(config);
+    detectors = createInboxDetectors({
+      thresholds: config.bans,
+      report: (violation) => recordViolation(db, violation, banSettings),
+    });
+    const app = createApp(services, federation, metering.metrics, gate, detectors);
     const listening = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
       const created = serve(
         { fetch: app.fetch, hostname: config.listenHost, port: config.port },
@@ -251,6 +303,8 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
         const closing = server;
         await new Promise<void>((resolve) => closing.close(() => resolve()));
         logger.info("HTTP server closed");
+        // Violations reported by the last requests are written before the pool closes.
+        await detectors?.settled();
       }
       controller.abort();
       await Promise.allSettled(background);

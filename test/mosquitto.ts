@@ -26,12 +26,31 @@ export function mosquittoMissingReason(): string | undefined {
   }
 }
 
+export interface TestMosquittoOptions {
+  /**
+   * Sets `per_listener_settings true`, so every listener has its own authentication; the main
+   * listener then gets its own `allow_anonymous true`.
+   */
+  perListenerSettings?: boolean;
+  /** Lines appended after the main listener, e.g. a second listener or an `include_dir`. */
+  extraConfig?: string[];
+  /** Ports of listeners in `extraConfig` that each start waits for as well. */
+  extraPorts?: number[];
+}
+
 export interface TestMosquitto {
   readonly port: number;
   readonly url: URL;
   /** Stops the broker process; a stopped broker can be started again on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** Stops and starts the broker, which loads its configuration and included files again. */
+  restart(): Promise<void>;
+  /**
+   * Sends SIGHUP and waits until the broker logs that it reloads its configuration. The broker
+   * rereads password and ACL files right after that line, so callers poll for the effect.
+   */
+  reload(): Promise<void>;
   /** Stops the broker and removes its directory. */
   dispose(): Promise<void>;
   /** The broker's log, for failure messages. */
@@ -39,7 +58,7 @@ export interface TestMosquitto {
 }
 
 /** Starts Mosquitto on a free loopback port and waits until it accepts connections. */
-export async function startMosquitto(): Promise<TestMosquitto> {
+export async function startMosquitto(options: TestMosquittoOptions = {}): Promise<TestMosquitto> {
   const directory = await mkdtemp(path.join(tmpdir(), "pepeunit-node-mosquitto-"));
   const port = await findFreePort();
   const configFile = path.join(directory, "mosquitto.conf");
@@ -47,13 +66,15 @@ export async function startMosquitto(): Promise<TestMosquitto> {
   await writeFile(
     configFile,
     [
-      "per_listener_settings false",
+      `per_listener_settings ${options.perListenerSettings === true}`,
       "allow_anonymous true",
       "persistence false",
       "user root",
       `log_dest file ${logFile}`,
       "log_type all",
       `listener ${port} 127.0.0.1`,
+      ...(options.perListenerSettings === true ? ["allow_anonymous true"] : []),
+      ...(options.extraConfig ?? []),
       "",
     ].join("\n"),
   );
@@ -67,7 +88,9 @@ export async function startMosquitto(): Promise<TestMosquitto> {
     started.once("exit", () => {
       if (child === started) child = undefined;
     });
-    await waitForPort(port, 5000);
+    for (const listenerPort of [port, ...(options.extraPorts ?? [])]) {
+      await waitForPort(listenerPort, 5000);
+    }
   }
 
   async function stop(): Promise<void> {
@@ -78,18 +101,41 @@ export async function startMosquitto(): Promise<TestMosquitto> {
     await exited;
   }
 
+  const readLog = async () => await readFile(logFile, "utf8").catch(() => "");
+
+  async function reload(): Promise<void> {
+    const running = child;
+    if (!running) throw new Error("Mosquitto is not running, so it cannot reload");
+    const reloadsBefore = countReloads(await readLog());
+    running.kill("SIGHUP");
+    const deadline = Date.now() + 5000;
+    while (countReloads(await readLog()) === reloadsBefore) {
+      if (Date.now() > deadline) throw new Error("Mosquitto did not log a reload within 5000 ms");
+      await sleep(25);
+    }
+  }
+
   await start();
   return {
     port,
     url: new URL(`mqtt://127.0.0.1:${port}`),
     start,
     stop,
+    restart: async () => {
+      await stop();
+      await start();
+    },
+    reload,
     dispose: async () => {
       await stop();
       await rm(directory, { recursive: true, force: true });
     },
-    log: async () => await readFile(logFile, "utf8").catch(() => ""),
+    log: readLog,
   };
+}
+
+function countReloads(log: string): number {
+  return log.split("Reloading config").length - 1;
 }
 
 async function waitForPort(port: number, timeoutMs: number): Promise<void> {

@@ -45,6 +45,8 @@ export interface MeteringOptions {
   /** Queues whose depth `/metrics` reports. */
   queues: Record<string, { getDepth(): Promise<MessageQueueDepth> }>;
   signal: AbortSignal;
+  /** Called by the tap for every counted message. */
+  onTapMessage?: (topic: string, nowMs: number) => void;
 }
 
 export interface MeteringRuntime {
@@ -116,7 +118,12 @@ export async function startMetering(options: MeteringOptions): Promise<MeteringR
     // With port 0 the broker picked its port; the tap must connect to that one.
     const tapConfig = broker ? { ...config, embeddedMqttPort: broker.port } : config;
     const channel = new TapChannelRecorder(store);
-    tap = await startTap({ config: tapConfig, db, sink: countingSink(store, metrics, channel) });
+    tap = await startTap({
+      config: tapConfig,
+      db,
+      sink: countingSink(store, metrics, channel),
+      ...(options.onTapMessage ? { onMessage: options.onTapMessage } : {}),
+    });
     let reportedMissed = 0;
     const missedReport = setInterval(() => {
       const missed = tap?.stats().missedMessagesEstimate ?? 0;

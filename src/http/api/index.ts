@@ -8,8 +8,11 @@ import { registerUsageIngestRoute } from "../../metering/channels/usage-route.ts
 import { registerErrorIngestRoute } from "../../metering/errors/ingest.ts";
 import type { NodeServices } from "../../services.ts";
 import { requireAdminToken } from "../auth.ts";
+import { registerBanRoutes } from "./bans.ts";
+import { registerBridgeRoutes } from "./bridges.ts";
 import { registerDiscoveryRoutes } from "./discovery.ts";
 import { handleApiError, validationHook } from "./failures.ts";
+import { registerGitHostRoutes } from "./git-hosts.ts";
 import { registerMeteringRoutes } from "./metering.ts";
 import { registerPeerRoutes } from "./peers.ts";
 import { registerPolicyRoutes } from "./policy.ts";
@@ -38,6 +41,9 @@ export function createApiRoutes(services: NodeServices): OpenAPIHono {
   registerPeerRoutes(app, services, admin);
   registerMeteringRoutes(app, services.timeSeries, admin);
   registerPolicyRoutes(app, services, admin);
+  registerBanRoutes(app, services, admin);
+  registerGitHostRoutes(app, services, admin);
+  registerBridgeRoutes(app, services, admin);
 
   registerIngestSecurityScheme(app);
   const ingestToken = services.config.ingestToken;

@@ -35,6 +35,15 @@ export class FakeFederationPort implements FederationPort {
   async unfollowInstance(target: URL): Promise<boolean> {
     return this.followed.delete(target.host);
   }
+
+  /** Bridges need a peer that answers; API tests of bridges use real nodes instead. */
+  async requestBridge(target: URL): Promise<never> {
+    throw new FederationLookupError(target.href, "the fake federation port makes no bridges");
+  }
+
+  async endBridge(): Promise<undefined> {
+    return undefined;
+  }
 }
 
 export function createTestApi(database: TestDatabase, federation: FederationPort) {

@@ -42,6 +42,8 @@ export interface TapOptions {
   /** Session expiry asked of an MQTT 5 broker, in seconds; 300 by default. */
   sessionExpirySeconds?: number;
   attribution?: AttributionCacheOptions;
+  /** Called for every counted message; the bridge traffic monitor uses it. Must not throw. */
+  onMessage?: (topic: string, nowMs: number) => void;
 }
 
 export interface TapStats extends FlusherStats {
@@ -143,6 +145,7 @@ export async function startTap(options: TapOptions): Promise<Tap> {
     }
     const now = Date.now();
     counters.add(topic, payload.length, now);
+    options.onMessage?.(topic, now);
     rate.record(now);
     counts.messagesReceived += 1;
     counts.bytesReceived += payload.length;

@@ -45,10 +45,13 @@ export class HarnessNode {
     databaseName: string;
     dataDir: string;
     extraEnv?: Record<string, string>;
+    /** Loopback address to listen on and to put in the origin; 127.0.0.1 by default. */
+    host?: string;
   }) {
+    const host = options.host ?? "127.0.0.1";
     this.name = options.name;
     this.port = options.port;
-    this.origin = `http://127.0.0.1:${options.port}`;
+    this.origin = `http://${host}:${options.port}`;
     this.adminToken = randomBytes(32).toString("hex");
     this.databaseUrl = options.databaseUrl;
     this.databaseName = options.databaseName;
@@ -56,7 +59,7 @@ export class HarnessNode {
     this.env = {
       PU_NODE_ENV: "test",
       PU_NODE_ROLE: "all",
-      PU_NODE_LISTEN_HOST: "127.0.0.1",
+      PU_NODE_LISTEN_HOST: host,
       PU_NODE_PORT: String(options.port),
       PU_NODE_ORIGIN: this.origin,
       PU_NODE_PEPEUNIT_DOMAIN: `${options.name}.pepeunit.test`,
@@ -79,12 +82,20 @@ export class HarnessNode {
     return child !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
-  /** Starts the node process and waits until `/healthz` responds. */
-  async start(timeoutMs = 30_000): Promise<void> {
+  /**
+   * Starts the node process and waits until `/healthz` responds. `extraEnv` applies to this
+   * start only, e.g. a libfaketime clock offset.
+   */
+  async start(timeoutMs = 30_000, extraEnv: Record<string, string> = {}): Promise<void> {
     if (this.running) throw new Error(`Node ${this.name} is already running`);
     const child = spawn(NODE_BINARY, ["src/main.ts", "start"], {
       cwd: PROJECT_ROOT,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...this.env },
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: process.env.HOME ?? "/tmp",
+        ...this.env,
+        ...extraEnv,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.#process = child;

@@ -35,6 +35,7 @@ export const LOG_MODULES = [
   "timeseries",
   "policy",
   "bridges",
+  "money",
 ] as const;
 export type LogModule = (typeof LOG_MODULES)[number];
 

@@ -4,6 +4,7 @@ export * from "./catalogue.ts";
 export * from "./common.ts";
 export * from "./federation.ts";
 export * from "./git-hosts.ts";
+export * from "./ledger.ts";
 export * from "./policy.ts";
 export * from "./timeseries.ts";
 export * from "./usage.ts";

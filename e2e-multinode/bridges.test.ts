@@ -254,6 +254,16 @@ describe("bridges between node processes", () => {
     expect(ban.evidence).toMatchObject({ limit: MAX_MPS, windowSeconds: WINDOW_SECONDS });
     expect(Number(ban.evidence.count)).toBeGreaterThan(MAX_MPS);
 
+    // B's tap meters the bridged traffic under A's domain and topic, as foreign load.
+    const metered = await eventually("B's tap to store the flood", async () => {
+      const rows = await nodeB.query<{ messages: number; domain_kind: string }>(
+        "select sum(messages)::int as messages, min(domain_kind) as domain_kind from topic_counter_minutes where topic = $1 and domain = 'a.pepeunit.test'",
+        [flooded],
+      );
+      return (rows[0]?.messages ?? 0) >= 200 ? rows[0] : undefined;
+    });
+    expect(metered.domain_kind).toBe("foreign");
+
     // After the next reconciliation B's broker no longer subscribes to the banned topic.
     const received = await subscribeOnB("a.pepeunit.test/+");
     await eventually(

@@ -125,7 +125,7 @@ export async function readPeerDomain(actor: Actor): Promise<string | undefined> 
 // ---------------------------------------------------------------------------------------------
 // Importer side: request and cancel.
 
-/** The requested UnitNodes that the federated catalogue does not list as Outputs of the peer. */
+/** Returns the requested UnitNodes that the federated catalogue does not list as Outputs of the peer. */
 export async function findUnknownOutputs(
   db: Database,
   originHost: string,
@@ -366,7 +366,7 @@ export async function onBridgeOffer(
     );
     return;
   }
-  // The exporter agrees to at most its own limit; the Accept tells the importer the result.
+  // The exporter agrees to at most its own limit, and the Accept carries the agreed limits.
   const agreed = decoded.map((route) => ({
     ...route,
     maxMps: Math.min(route.maxMps, deps.config.bridgeMaxMps),
@@ -432,7 +432,7 @@ export async function onBridgeOffer(
   });
 }
 
-/** Finds the bridge an answer refers to and checks that the answer comes from its peer. */
+/** Finds the bridge a response refers to and checks that the response comes from its peer. */
 async function bridgeOfAnswer(
   deps: BridgeDependencies,
   offerIri: string | undefined,
@@ -446,7 +446,7 @@ async function bridgeOfAnswer(
     .from(remoteActors)
     .where(and(eq(remoteActors.id, bridge.remoteActorId), eq(remoteActors.iri, actorIri)));
   if (!peer) {
-    logger.warning("Ignored an answer to bridge {bridgeId} from {actor}, which is not its peer", {
+    logger.warning("Ignored a response to bridge {bridgeId} from {actor}, which is not its peer", {
       bridgeId: bridge.id,
       actor: actorIri,
     });
@@ -477,7 +477,7 @@ export async function onBridgeUndo(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Importer side: the exporter's answer.
+// Importer side: the exporter's response.
 
 /** Handles an Accept of a bridge Offer. Returns false when the Accept is not about a bridge. */
 export async function onBridgeAccept(deps: BridgeDependencies, accept: Accept): Promise<boolean> {

@@ -48,7 +48,12 @@ export async function buildNodeInfo(db: Database, config: Config): Promise<NodeI
       nodeName: config.nodeName,
       pepeunit: {
         domain: config.pepeunitDomain,
-        features: { ...FEATURES, pepeunitImport: config.pepeunitDatabaseUrl !== undefined },
+        features: {
+          ...FEATURES,
+          pepeunitImport: config.pepeunitDatabaseUrl !== undefined,
+          // Other instances can ask for a bridge when this one publishes a broker for peers.
+          bridges: config.bridgeBrokerUrl !== undefined,
+        },
         publicRepos: repoCount?.total ?? 0,
         publicUnits: unitCount?.total ?? 0,
       },

@@ -81,4 +81,37 @@ describe("loadConfig", () => {
     expect(issue).toContain("PU_NODE_BAN_RATE_LIMITED");
     expect(issue).toContain("0 to turn the check off");
   });
+  it("turns bridges off without a broker", () => {
+    const config = loadConfig({});
+    expect(config.bridgeDriver).toBe("off");
+    expect(config.bridgeBrokerUrl).toBeUndefined();
+    expect(config.bridgeMaxMps).toBe(10);
+  });
+
+  it("picks the EMQX bridge driver with EMQX", () => {
+    const config = loadConfig({ PU_NODE_EMQX_API_URL: "http://127.0.0.1:18083" });
+    expect(config.bridgeDriver).toBe("emqx");
+  });
+
+  it("names missing Mosquitto bridge settings", () => {
+    const issues = issuesOf({ PU_NODE_BRIDGE_DRIVER: "mosquitto" });
+    for (const variable of [
+      "PU_NODE_MOSQUITTO_BRIDGE_FILE",
+      "PU_NODE_MOSQUITTO_PASSWORD_FILE",
+      "PU_NODE_MOSQUITTO_ACL_FILE",
+      "PU_NODE_MOSQUITTO_RESTART_COMMAND",
+    ]) {
+      expect(issues.some((issue) => issue.startsWith(`${variable}: required`))).toBe(true);
+    }
+  });
+
+  it("rejects the EMQX bridge driver without EMQX", () => {
+    const issues = issuesOf({ PU_NODE_BRIDGE_DRIVER: "emqx" });
+    expect(issues[0]).toContain("emqx needs PU_NODE_EMQX_API_URL");
+  });
+
+  it("rejects a bridge broker URL that is not MQTT", () => {
+    const issues = issuesOf({ PU_NODE_BRIDGE_BROKER_URL: "https://mqtt.example" });
+    expect(issues[0]).toMatch(/^PU_NODE_BRIDGE_BROKER_URL: /);
+  });
 });

@@ -21,7 +21,7 @@ export interface BridgeRoute {
 }
 
 /**
- * What the local broker runs for one agreed bridge.
+ * One agreed bridge as the local broker runs it.
  * - `in`: the local broker subscribes to the routes on the remote broker and publishes what it
  *   receives locally under the same topics (the routes are foreign topics);
  * - `out`: the local broker publishes the routes, which are local topics, to the remote broker.
@@ -60,7 +60,7 @@ export interface DesiredBrokerState {
   grants: ExportGrant[];
 }
 
-/** What one {@link BrokerBridgeDriver.apply} changed, by bridge or grant id. */
+/** The changes of one {@link BrokerBridgeDriver.apply}, by bridge or grant id. */
 export interface ApplyReport {
   created: string[];
   updated: string[];

@@ -22,7 +22,7 @@ export interface BridgedRouteLimit {
   maxMps: number;
 }
 
-/** What the monitor measured when a topic went over its limit; stored as the ban's evidence. */
+/** The measurement of a topic over its limit, stored as the ban's evidence. */
 export interface BridgeRateEvidence {
   bridgeId: string;
   topic: string;
@@ -168,7 +168,7 @@ export class BridgeTrafficMonitor {
   }
 }
 
-/** The routes of every active bridge this instance imports, as the monitor watches them. */
+/** Loads the routes of every active bridge this instance imports, as the monitor watches them. */
 export async function loadImportedRouteLimits(db: DatabaseLike): Promise<BridgedRouteLimit[]> {
   const active = await listActiveBridges(db);
   return active

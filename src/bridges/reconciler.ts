@@ -1,5 +1,5 @@
 /**
- * Makes the local broker run what the database says: every active bridge this instance imports
+ * Makes the local broker run the bridges stored in the database: every active bridge this instance imports
  * becomes an `in` bridge, every bridge it exports becomes an export grant. Routes of banned
  * topics and bridges of suspended or banned peers are left out, so a ban stops the traffic at the
  * next reconciliation and its expiry brings the traffic back.
@@ -108,7 +108,7 @@ export function buildDesiredState(
   return { state: { bridges, grants }, skipped };
 }
 
-/** A stable hash of a desired state, to tell the administrator whether the broker is current. */
+/** Hashes a desired state, so the administrator can tell whether the broker is current. */
 export function hashDesiredState(state: DesiredBrokerState): string {
   const canonical = {
     bridges: [...state.bridges].sort((a, b) => a.id.localeCompare(b.id)),
@@ -198,7 +198,7 @@ async function saveOutcome(
     });
 }
 
-/** The last reconciliation, for the API. */
+/** Returns the last reconciliation, for the API. */
 export async function readReconciliation(db: DatabaseLike) {
   const [row] = await db.select().from(bridgeReconciliation).where(eq(bridgeReconciliation.id, 1));
   return row ?? null;

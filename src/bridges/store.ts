@@ -4,7 +4,7 @@
  * reads and writes rows, inside the caller's transaction where one is given.
  */
 import { randomBytes } from "node:crypto";
-import { and, asc, eq, gt, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
 import type { DatabaseLike } from "../db/client.ts";
 import {
   type BridgeEventType,
@@ -19,7 +19,7 @@ import {
   unitNodes,
   units,
 } from "../db/schema/index.ts";
-import { type BridgeQos, parseBridgeTopic } from "./driver.ts";
+import type { BridgeQos } from "./driver.ts";
 
 export interface RouteTerms {
   unitNodeId: string;
@@ -32,7 +32,7 @@ export interface BridgeWithRoutes extends BridgeRow {
   routes: BridgeRouteRow[];
 }
 
-/** Raised when an operation does not fit the bridge's state or role; the API answers 409. */
+/** Raised when an operation does not fit the bridge's state or role; the API returns 409. */
 export class BridgeStateError extends Error {
   constructor(message: string) {
     super(message);
@@ -177,7 +177,7 @@ async function attachRoutes(db: DatabaseLike, rows: BridgeRow[]): Promise<Bridge
   return rows.map((row) => ({ ...row, routes: byBridge.get(row.id) ?? [] }));
 }
 
-/** Every active bridge with its routes; the reconciler and the traffic monitor read this. */
+/** Returns every active bridge with its routes, for the reconciler and the traffic monitor. */
 export async function listActiveBridges(db: DatabaseLike): Promise<BridgeWithRoutes[]> {
   const rows = await db
     .select()
@@ -197,7 +197,7 @@ export async function bridgeHistory(db: DatabaseLike, bridgeId: string) {
 
 /**
  * Moves a bridge from one of `from` to `to`, with credentials when it becomes active. Returns the
- * updated row, or undefined when the bridge was not in one of `from` (a repeated or late answer).
+ * updated row, or undefined when the bridge was not in one of `from` (a repeated or late response).
  */
 export async function transitionBridge(
   db: DatabaseLike,
@@ -270,35 +270,12 @@ export async function findExportableOutputs(
   return new Set(rows.map((row) => row.id));
 }
 
-/** A password for a bridge's broker account: 32 random bytes, base64url. */
+/** Generates a password for a bridge's broker account: 32 random bytes, base64url. */
 export function generateBrokerPassword(): string {
   return randomBytes(32).toString("base64url");
 }
 
-/** The broker username of an exported bridge: stable, so a reconciliation finds it again. */
+/** Returns the broker username of an exported bridge, stable so a reconciliation finds it again. */
 export function exportUsername(bridgeId: string): string {
   return `pepeunit-node-bridge-${bridgeId}`;
-}
-
-/** Ends bridges in `requested` that got no answer for `olderThan`; they would wait forever. */
-export async function expireStaleRequests(db: DatabaseLike, olderThan: Date): Promise<number> {
-  const rows = await db
-    .update(bridges)
-    .set({ state: "cancelled", endReason: "no answer from the peer", updatedAt: sql`now()` })
-    .where(and(eq(bridges.state, "requested"), lt(bridges.createdAt, olderThan)))
-    .returning({ id: bridges.id });
-  for (const row of rows) {
-    await recordBridgeEvent(db, row.id, "cancelled", "expiry", {
-      reason: "no answer from the peer",
-    });
-  }
-  return rows.length;
-}
-
-/** Checks that `topic` belongs to `originDomain`; guards rows built from peer input. */
-export function assertTopicOfDomain(topic: string, originDomain: string): void {
-  const { domain } = parseBridgeTopic(topic);
-  if (domain !== originDomain) {
-    throw new BridgeStateError(`Topic ${topic} does not belong to ${originDomain}`);
-  }
 }

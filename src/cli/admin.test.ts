@@ -345,9 +345,9 @@ describe("admin CLI usage", () => {
   });
 
   it("rejects unknown commands, options and missing arguments with 2", async () => {
-    const unknown = await cli(["bans", "list"]);
+    const unknown = await cli(["payments", "list"]);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toMatch(/^Unknown command group "bans"/);
+    expect(unknown.stderr).toMatch(/^Unknown command group "payments"/);
 
     const option = await cli(["git-hosts", "list", "--colour"]);
     expect(option.code).toBe(2);

@@ -291,15 +291,6 @@ describe("ban route errors", () => {
         "topic",
       ],
       [
-        {
-          kind: "topic",
-          domain: "other.example",
-          topic: `unit.spam.example/${UNIT_NODE}`,
-          reason: "x",
-        },
-        "domain",
-      ],
-      [
         { kind: "domain", domain: "spam.example", reason: "x", until: "2020-01-01T00:00:00Z" },
         "until",
       ],

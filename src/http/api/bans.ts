@@ -154,7 +154,8 @@ const BanCreateSchema = z
     kind: z.enum(BAN_KINDS),
     domain: z.string().min(1).max(1000).openapi({ example: "spam.example" }),
     topic: z.string().min(1).max(1100).optional().openapi({
-      description: "Required for topic bans: `<domain>/<unit node uuid>`",
+      description:
+        "Required for topic bans: `<Pepeunit domain>/<unit node uuid>`; the Pepeunit domain may differ from `domain`, the host of the node that publishes the topic",
       example: "unit.spam.example/9d0c6a52-5b0e-4d8e-8a53-4f2e1c7b9a10",
     }),
     reason: ReasonSchema,
@@ -173,7 +174,7 @@ const BanCreateSchema = z
       ctx.addIssue({
         code: "custom",
         path: ["topic"],
-        message: "a topic ban needs topic <domain>/<unit node uuid>",
+        message: "a topic ban needs topic <Pepeunit domain>/<unit node uuid>",
       });
     }
     if (body.kind === "domain" && body.topic !== undefined) {

@@ -31,7 +31,7 @@ import { federatedUnits, remoteActors } from "../src/db/schema/index.ts";
 import type { BridgeRequestRoute } from "../src/federation-port.ts";
 import { getNodeLogger } from "../src/logging.ts";
 import { canonicalHost } from "../src/policy/domain.ts";
-import { sendActivityToAllowed } from "../src/policy/outbound.ts";
+import { guardedLoaders, sendActivityToAllowed } from "../src/policy/outbound.ts";
 import type { PolicyEngine } from "../src/policy/types.ts";
 import { claimActivity } from "./inbox/context.ts";
 import { INSTANCE_ACTOR } from "./paths.ts";
@@ -310,7 +310,7 @@ export async function onBridgeOffer(
     return;
   }
   const offerId = offer.id;
-  const sender = await offer.getActor(ctx);
+  const sender = await offer.getActor(guardedLoaders(ctx, deps.policy));
   if (!sender?.id || !sender.inboxId || sender.id.href !== offer.actorId.href) {
     logger.info("Ignored bridge Offer {offerId}: its actor cannot be fetched", {
       offerId: offerId.href,

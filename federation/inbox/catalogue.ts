@@ -6,7 +6,7 @@ import type { DatabaseLike } from "../../src/db/client.ts";
 import { federatedRepos, federatedUnits } from "../../src/db/schema/index.ts";
 import { getNodeLogger } from "../../src/logging.ts";
 import { checkRepositoryUrl, countDeniedRepository } from "../../src/policy/git-hosts.ts";
-import { lookupObjectIfAllowed } from "../../src/policy/outbound.ts";
+import { guardedLoaders, lookupObjectIfAllowed } from "../../src/policy/outbound.ts";
 import { InvalidRepositoryUrlError } from "../../src/policy/repository-url.ts";
 import {
   deleteFederatedObject,
@@ -184,7 +184,7 @@ async function onCreateOrUpdate(
     });
     return;
   }
-  const object = await activity.getObject(ctx);
+  const object = await activity.getObject(guardedLoaders(ctx, deps.policy));
   const outcome = await applyPublishedObject(deps, ctx, object, senderHost, {
     iri: activity.id.href,
     actorIri: activity.actorId.href,

@@ -4,7 +4,7 @@ import { Accept, Follow, Reject, type Undo } from "@fedify/vocab";
 import { and, eq, sql } from "drizzle-orm";
 import { inboundFollows, outboundFollows, remoteActors } from "../../src/db/schema/index.ts";
 import { getNodeLogger } from "../../src/logging.ts";
-import { sendActivityToAllowed } from "../../src/policy/outbound.ts";
+import { guardedLoaders, sendActivityToAllowed } from "../../src/policy/outbound.ts";
 import { findPublicRepo } from "../entities.ts";
 import { INSTANCE_ACTOR, isUuid } from "../paths.ts";
 import { upsertRemoteActor } from "../remote-actors.ts";
@@ -21,7 +21,7 @@ export async function onFollow(
     logger.debug("Ignored a Follow without id, actor or object");
     return;
   }
-  const follower = await follow.getActor(ctx);
+  const follower = await follow.getActor(guardedLoaders(ctx, deps.policy));
   if (!follower?.id || !follower.inboxId) {
     logger.info("Ignored Follow {activityId}: its actor cannot be fetched or has no inbox", {
       activityId: follow.id.href,
@@ -97,7 +97,7 @@ export async function onUndo(
   ctx: InboxContext<void>,
   undo: Undo,
 ): Promise<void> {
-  const object = await undo.getObject(ctx);
+  const object = await undo.getObject(guardedLoaders(ctx, deps.policy));
   if (!undo.actorId || !(object instanceof Follow)) {
     logger.debug("Ignored an Undo of something other than a Follow");
     return;

@@ -6,8 +6,8 @@
  */
 import type { webcrypto } from "node:crypto";
 import http from "node:http";
-import { signRequest } from "@fedify/fedify";
-import { Follow } from "@fedify/vocab";
+import { type Context, signRequest } from "@fedify/fedify";
+import { Create, Follow } from "@fedify/vocab";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
@@ -20,6 +20,7 @@ import { createPolicyGate, type PolicyGate } from "./gate.ts";
 import {
   filterQueuedDeliveries,
   guardDocumentLoader,
+  guardedLoaders,
   lookupObjectIfAllowed,
   SuspendedHostError,
   sendActivityToAllowed,
@@ -257,6 +258,27 @@ describe("guardDocumentLoader", () => {
       engine,
     );
     await expect(redirected("https://fine.example/actor")).rejects.toThrow(/blocked\.example/);
+  });
+});
+
+describe("guardedLoaders", () => {
+  it("keeps getObject off a suspended host", async () => {
+    engine.suspended.add("third.example");
+    const fetched: string[] = [];
+    const loader = async (url: string) => {
+      fetched.push(url);
+      return { contextUrl: null, document: {}, documentUrl: url };
+    };
+    const ctx = { documentLoader: loader, contextLoader: loader } as unknown as Context<void>;
+    const create = new Create({
+      id: new URL("https://fine.example/activities/1"),
+      actor: new URL("https://fine.example/actor"),
+      object: new URL("https://third.example/objects/1"),
+    });
+    await expect(create.getObject(guardedLoaders(ctx, engine))).rejects.toBeInstanceOf(
+      SuspendedHostError,
+    );
+    expect(fetched).toEqual([]);
   });
 });
 

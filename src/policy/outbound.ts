@@ -111,6 +111,20 @@ export async function lookupObjectIfAllowed<T>(
   });
 }
 
+/**
+ * Returns a context's document and context loaders guarded by the policy, for `getActor()` and
+ * `getObject()` of received activities, which would otherwise fetch from any host named inside.
+ */
+export function guardedLoaders<T>(
+  ctx: Context<T>,
+  engine: PolicyEngine,
+): { documentLoader: DocumentLoader; contextLoader: DocumentLoader } {
+  return {
+    documentLoader: guardDocumentLoader(ctx.documentLoader, engine),
+    contextLoader: guardDocumentLoader(ctx.contextLoader, engine),
+  };
+}
+
 /** Returns the URL an identifier names: itself, or `https://host/` for `acct:` and `user@host`. */
 function identifierUrl(identifier: URL | string): URL | undefined {
   if (identifier instanceof URL) return identifier;

@@ -1,7 +1,15 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createTestDatabase, type TestDatabase } from "../../test/postgres.ts";
+import { remoteActors } from "../db/schema/index.ts";
 import { DomainPolicyEngine } from "../policy/engine.ts";
-import { buildDesiredState, hashDesiredState } from "./reconciler.ts";
-import type { BridgeWithRoutes } from "./store.ts";
+import type { DesiredBrokerState } from "./driver.ts";
+import {
+  buildDesiredState,
+  hashDesiredState,
+  readReconciliation,
+  reconcileBridges,
+} from "./reconciler.ts";
+import { type BridgeWithRoutes, bridgeHistory, insertBridge } from "./store.ts";
 
 const NOW = new Date("2026-12-04T12:00:00Z");
 const NODE_A = "6f1c2b9e-0d4a-4f7e-9a1b-3c5d7e9f1a2b";
@@ -150,5 +158,102 @@ describe("hashDesiredState", () => {
     const forward = buildDesiredState([first, second], options).state;
     const backward = buildDesiredState([second, first], options).state;
     expect(hashDesiredState(forward)).toBe(hashDesiredState(backward));
+  });
+});
+
+describe("reconcileBridges", () => {
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    database = await createTestDatabase(inject("postgresAdminUrl"), "bridges-reconciler");
+  });
+
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  async function storeImportedBridge(id: string) {
+    const [actor] = await database.db
+      .insert(remoteActors)
+      .values({
+        iri: `https://node-a.example/ap/actors/instance-${id}`,
+        host: "node-a.example",
+        type: "Application",
+        inboxUrl: "https://node-a.example/ap/inbox",
+      })
+      .returning();
+    await insertBridge(
+      database.db,
+      {
+        id,
+        role: "importer",
+        remoteActorId: actor?.id ?? "",
+        peerHost: "node-a.example",
+        originDomain: "a.pepeunit.test",
+        offerIri: `https://node-b.example/ap/bridges/${id}`,
+        state: "active",
+        routes: [{ unitNodeId: NODE_A, qos: 1, maxMps: 10 }],
+        brokerUrl: "mqtt://mqtt.node-a.example:1883",
+        brokerUsername: `pepeunit-node-bridge-${id}`,
+        brokerPassword: "secret-password",
+      },
+      "peer",
+    );
+  }
+
+  /** A driver that keeps the applied state in memory and fails while `failWith` is set. */
+  function memoryDriver() {
+    const driver = {
+      kind: "mosquitto" as const,
+      applied: undefined as DesiredBrokerState | undefined,
+      failWith: undefined as string | undefined,
+      async apply(desired: DesiredBrokerState) {
+        if (driver.failWith) throw new Error(driver.failWith);
+        const before = new Set(driver.applied?.bridges.map((bridge) => bridge.id) ?? []);
+        driver.applied = desired;
+        return {
+          created: desired.bridges.map((bridge) => bridge.id).filter((id) => !before.has(id)),
+          updated: [],
+          removed: [],
+          restarted: false,
+        };
+      },
+      async inspect() {
+        return { bridges: driver.applied?.bridges.map((bridge) => bridge.id) ?? [], grants: [] };
+      },
+    };
+    return driver;
+  }
+
+  it("applies, records failures once and recovers", async () => {
+    const id = "33333333-2222-4333-8444-555555555555";
+    await storeImportedBridge(id);
+    const driver = memoryDriver();
+    const options = {
+      db: database.db,
+      driver,
+      policy: open,
+      localDomain: "b.pepeunit.test",
+      bannedTopics: async () => new Set<string>(),
+      now: () => NOW,
+    };
+
+    driver.failWith = "restart command failed";
+    await expect(reconcileBridges(options)).rejects.toThrow("restart command failed");
+    await expect(reconcileBridges(options)).rejects.toThrow("restart command failed");
+    expect((await readReconciliation(database.db))?.lastError).toContain("restart command failed");
+
+    driver.failWith = undefined;
+    const outcome = await reconcileBridges(options);
+    expect(outcome.report.created).toEqual([id]);
+    expect(driver.applied?.bridges[0]?.routes).toEqual([
+      { topic: `a.pepeunit.test/${NODE_A}`, qos: 1 },
+    ]);
+    const status = await readReconciliation(database.db);
+    expect(status?.lastError).toBeNull();
+    expect(status?.appliedStateHash).toBe(outcome.stateHash);
+
+    const events = (await bridgeHistory(database.db, id)).map((event) => event.type);
+    expect(events).toEqual(["requested", "apply_failed", "applied"]);
   });
 });

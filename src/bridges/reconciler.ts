@@ -139,7 +139,17 @@ export async function reconcileBridges(options: ReconcilerOptions): Promise<Reco
   try {
     report = await options.driver.apply(state);
   } catch (error) {
+    const previous = await readReconciliation(options.db);
     await saveOutcome(options.db, options.driver.kind, now, { error: String(error) });
+    // Each bridge's history gets the failure once, not at every retry of the same failure.
+    if (previous?.lastError !== String(error)) {
+      for (const bridge of active) {
+        await recordBridgeEvent(options.db, bridge.id, "apply_failed", "reconciler", {
+          driver: options.driver.kind,
+          error: String(error),
+        });
+      }
+    }
     throw error;
   }
   await saveOutcome(options.db, options.driver.kind, now, { stateHash });

@@ -462,7 +462,7 @@ export async function onBridgeUndo(
   offerIri: string | undefined,
 ): Promise<boolean> {
   const bridge = await bridgeOfAnswer(deps, offerIri, undo.actorId?.href);
-  if (!bridge || bridge.role !== "exporter") return false;
+  if (bridge?.role !== "exporter") return false;
   const updated = await transitionBridge(deps.db, bridge.id, ["active"], "cancelled", {
     actor: "peer",
     event: "cancelled",
@@ -482,7 +482,7 @@ export async function onBridgeUndo(
 /** Handles an Accept of a bridge Offer. Returns false when the Accept is not about a bridge. */
 export async function onBridgeAccept(deps: BridgeDependencies, accept: Accept): Promise<boolean> {
   const bridge = await bridgeOfAnswer(deps, accept.objectId?.href, accept.actorId?.href);
-  if (!bridge || bridge.role !== "importer") return false;
+  if (bridge?.role !== "importer") return false;
   const properties = await readProperties(accept);
   const url = first(properties, BRIDGE_PROPERTY.brokerUrl);
   const username = first(properties, BRIDGE_PROPERTY.brokerUsername);
@@ -534,7 +534,7 @@ export async function onBridgeAccept(deps: BridgeDependencies, accept: Accept): 
 /** Handles a Reject of a bridge Offer. Returns false when the Reject is not about a bridge. */
 export async function onBridgeReject(deps: BridgeDependencies, reject: Reject): Promise<boolean> {
   const bridge = await bridgeOfAnswer(deps, reject.objectId?.href, reject.actorId?.href);
-  if (!bridge || bridge.role !== "importer") return false;
+  if (bridge?.role !== "importer") return false;
   const reason = reject.summary?.toString() ?? "rejected by the exporter";
   const updated = await transitionBridge(deps.db, bridge.id, ["requested", "active"], "rejected", {
     actor: "peer",

@@ -1,12 +1,13 @@
 /**
  * NodeInfo 2.1 of the node. `metadata.pepeunit` describes this node to directories and peers:
- * its Pepeunit domain, the features it runs and its catalogue size.
+ * its Pepeunit domain, the features it runs, its catalogue size and its latest graded status.
  */
 import type { NodeInfo } from "@fedify/fedify";
 import { count, eq } from "drizzle-orm";
 import type { Config } from "../src/config.ts";
 import type { Database } from "../src/db/client.ts";
 import { repos, units, users } from "../src/db/schema/index.ts";
+import { latestCompletedRun } from "../src/grading/run.ts";
 import { NODE_VERSION } from "../src/version.ts";
 
 /** Feature flags published in NodeInfo; a feature appears here when the node runs it. */
@@ -30,6 +31,7 @@ export async function buildNodeInfo(db: Database, config: Config): Promise<NodeI
     .select({ total: count() })
     .from(units)
     .where(eq(units.visibility, "Public"));
+  const graded = await latestCompletedRun(db);
   return {
     software: {
       name: "pepeunit-node",
@@ -56,6 +58,15 @@ export async function buildNodeInfo(db: Database, config: Config): Promise<NodeI
         },
         publicRepos: repoCount?.total ?? 0,
         publicUnits: unitCount?.total ?? 0,
+        // Null until the first hour is graded. docs/grading.md defines green, yellow and red.
+        status:
+          graded?.instanceStatus == null
+            ? null
+            : {
+                instance: graded.instanceStatus,
+                hour: graded.hour.toISOString(),
+                capacityMps: config.grading.capacityMps,
+              },
       },
     },
   };

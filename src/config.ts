@@ -100,6 +100,63 @@ export interface Config {
   readonly bridgeCaFile: string | undefined;
   /** Files and commands of the Mosquitto bridge driver. */
   readonly mosquitto: MosquittoBridgeConfig;
+  /** Capacity and thresholds of the hourly grading; docs/grading.md explains each. */
+  readonly grading: GradingConfig;
+  /** Grade parameters published in the signed load report; docs/load-report.md. */
+  readonly loadReport: LoadReportConfig;
+  /** Payment providers, token prices and order limits; docs/payments.md explains each. */
+  readonly payments: PaymentsConfig;
+}
+
+export interface GradingConfig {
+  /** Messages per second, summed over all topics, that the instance is sized for. */
+  readonly capacityMps: number;
+  /** Percent of capacity or of a resource (CPU, memory, disk) from which a sample is yellow. */
+  readonly yellowPercent: number;
+  /** Percent of capacity or of a resource from which a sample is red. */
+  readonly redPercent: number;
+  /** Five-minute samples of the twelve in an hour that must reach a level to set the status. */
+  readonly minSamples: number;
+  /** Percentile of Unit load from which a Unit is yellow. */
+  readonly unitYellowPercentile: number;
+  /** Percentile of Unit load from which a Unit is red. */
+  readonly unitRedPercentile: number;
+  /** Number of busiest Units listed as hot in each run. */
+  readonly hotUnits: number;
+}
+
+export interface LoadReportConfig {
+  /** Mean MPS of one Unit over an hour that is free of charge. */
+  readonly freeMps: number;
+  /** Price in minor token units of one MPS above the free MPS for one hour. */
+  readonly pricePerMps: number;
+  /** Aggregation topic units that one user keeps free of charge. */
+  readonly freeAggregationTopics: number;
+  /** Price in minor token units of one aggregation topic unit above the free ones for one day. */
+  readonly pricePerAggregationTopic: number;
+  /** Bytes on disk per aggregation topic unit: a topic counts one unit per started block. */
+  readonly aggregationTopicBytes: number;
+}
+
+export interface PaymentsConfig {
+  /** Token of the Telegram bot that sells tokens for Stars; Stars payments are off without it. */
+  readonly telegramToken: string | undefined;
+  /** Bot API server, `https://api.telegram.org` unless a local Bot API server is used. */
+  readonly telegramApiRoot: URL;
+  /** Whole Stars that one token costs. */
+  readonly tokenPriceStars: number;
+  /** Crypto Pay app token; Crypto Pay payments are off without it. */
+  readonly cryptoPayToken: string | undefined;
+  readonly cryptoPayApiUrl: URL;
+  /** The crypto asset of Crypto Pay invoices, such as `USDT`. */
+  readonly cryptoPayAsset: string;
+  /** Decimal price of one token in `cryptoPayAsset`, such as `0.01`. */
+  readonly tokenPriceCryptoPay: string;
+  readonly maxTokensPerOrder: number;
+  /** Seconds an invoice stays payable. */
+  readonly orderTtlSeconds: number;
+  /** Seconds between two reconciliations with each provider. */
+  readonly reconcileIntervalSeconds: number;
 }
 
 export const BRIDGE_DRIVERS = ["off", "mosquitto", "emqx"] as const;
@@ -161,6 +218,20 @@ function positiveInteger(unit: string) {
     .number({ error: `expected a whole number of ${unit}` })
     .int(`expected a whole number of ${unit}`)
     .positive(`expected a positive number of ${unit}`);
+}
+
+function percentText(low: number, high: number) {
+  return z.coerce
+    .number({ error: `expected a number from ${low} to ${high}` })
+    .min(low, `expected a number from ${low} to ${high}`)
+    .max(high, `expected a number from ${low} to ${high}`);
+}
+
+function nonNegativeInteger(unit: string) {
+  return z.coerce
+    .number({ error: `expected a whole number of ${unit}` })
+    .int(`expected a whole number of ${unit}`)
+    .nonnegative(`expected a whole number of ${unit}, 0 or more`);
 }
 
 /** Parses a whole number of events, where 0 turns the check off. */
@@ -317,6 +388,52 @@ const environmentSchema = z.object({
   PU_NODE_MOSQUITTO_RESTART_COMMAND: z.string().min(1).optional(),
   PU_NODE_MOSQUITTO_RELOAD_COMMAND: z.string().min(1).optional(),
   PU_NODE_BRIDGE_CA_FILE: z.string().min(1).optional(),
+  PU_NODE_TELEGRAM_TOKEN: z
+    .string()
+    .regex(
+      /^[0-9]+:[A-Za-z0-9_-]+$/,
+      "expected a bot token from @BotFather, such as 123456:ABC-DEF",
+    )
+    .optional(),
+  PU_NODE_TELEGRAM_API_ROOT: urlText(["http:", "https:"], "https://api.telegram.org").optional(),
+  PU_NODE_TOKEN_PRICE_STARS: positiveInteger("Stars").default(1),
+  PU_NODE_CRYPTOPAY_TOKEN: z.string().min(1).optional(),
+  PU_NODE_CRYPTOPAY_API_URL: urlText(["http:", "https:"], "https://pay.crypt.bot/api").optional(),
+  PU_NODE_CRYPTOPAY_ASSET: z
+    .string()
+    .regex(/^[A-Z0-9]{2,10}$/, "expected an upper-case asset code such as USDT or TON")
+    .default("USDT"),
+  PU_NODE_TOKEN_PRICE_CRYPTOPAY: z
+    .string()
+    .regex(/^(0|[1-9][0-9]*)(\.[0-9]{1,18})?$/, "expected a decimal number such as 0.01")
+    .refine((value) => /[1-9]/.test(value), "expected a price above 0")
+    .default("0.01"),
+  PU_NODE_PAYMENT_MAX_TOKENS: positiveInteger("tokens").default(100000),
+  // Crypto Pay accepts invoice lifetimes of at most 31 days.
+  PU_NODE_PAYMENT_ORDER_TTL_SECONDS: positiveInteger("seconds")
+    .max(2678400, "expected at most 2678400 seconds (31 days)")
+    .default(3600),
+  PU_NODE_PAYMENT_RECONCILE_INTERVAL_SECONDS: positiveInteger("seconds").default(86400),
+  PU_NODE_CAPACITY_MPS: z.coerce
+    .number({ error: "expected a number of messages per second" })
+    .positive("expected a positive number of messages per second")
+    .default(4000),
+  PU_NODE_GRADE_YELLOW_PERCENT: percentText(1, 1000).default(90),
+  PU_NODE_GRADE_RED_PERCENT: percentText(1, 1000).default(100),
+  PU_NODE_GRADE_MIN_SAMPLES: positiveInteger("samples")
+    .max(12, "expected at most 12 samples, the five-minute samples of one hour")
+    .default(3),
+  PU_NODE_UNIT_YELLOW_PERCENTILE: percentText(0, 100).default(50),
+  PU_NODE_UNIT_RED_PERCENTILE: percentText(0, 100).default(80),
+  PU_NODE_HOT_UNITS: nonNegativeInteger("Units").max(500, "expected at most 500 Units").default(10),
+  PU_NODE_FREE_MPS: z.coerce
+    .number({ error: "expected a number of messages per second" })
+    .nonnegative("expected a number of messages per second, 0 or more")
+    .default(1),
+  PU_NODE_PRICE_PER_MPS: nonNegativeInteger("minor token units").default(100),
+  PU_NODE_FREE_AGGREGATION_TOPICS: nonNegativeInteger("topics").default(5),
+  PU_NODE_PRICE_PER_AGGREGATION_TOPIC: nonNegativeInteger("minor token units").default(10),
+  PU_NODE_AGGREGATION_TOPIC_BYTES: positiveInteger("bytes").default(1048576),
 });
 
 /** Example values shown in error messages, one per variable. */
@@ -333,6 +450,9 @@ const EXAMPLES: Record<string, string> = {
   PU_NODE_FEDERATION_MODE: "allowlist",
   PU_NODE_BRIDGE_DRIVER: "mosquitto",
   PU_NODE_MOSQUITTO_RESTART_COMMAND: "systemctl restart mosquitto",
+  PU_NODE_CAPACITY_MPS: "4000",
+  PU_NODE_GRADE_YELLOW_PERCENT: "90",
+  PU_NODE_UNIT_YELLOW_PERCENTILE: "50",
 };
 
 /** Reads every `PU_NODE_*` setting from `env`, or throws {@link ConfigError} listing all problems. */
@@ -389,6 +509,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         );
       }
     }
+  }
+
+  if (values.PU_NODE_GRADE_YELLOW_PERCENT >= values.PU_NODE_GRADE_RED_PERCENT) {
+    problems.push(
+      `PU_NODE_GRADE_YELLOW_PERCENT: ${values.PU_NODE_GRADE_YELLOW_PERCENT} must be below PU_NODE_GRADE_RED_PERCENT (${values.PU_NODE_GRADE_RED_PERCENT}); lower it or raise the red threshold`,
+    );
+  }
+  if (values.PU_NODE_UNIT_YELLOW_PERCENTILE >= values.PU_NODE_UNIT_RED_PERCENTILE) {
+    problems.push(
+      `PU_NODE_UNIT_YELLOW_PERCENTILE: ${values.PU_NODE_UNIT_YELLOW_PERCENTILE} must be below PU_NODE_UNIT_RED_PERCENTILE (${values.PU_NODE_UNIT_RED_PERCENTILE}); lower it or raise the red percentile`,
+    );
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
@@ -465,6 +596,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       aclFile: values.PU_NODE_MOSQUITTO_ACL_FILE,
       restartCommand: values.PU_NODE_MOSQUITTO_RESTART_COMMAND,
       reloadCommand: values.PU_NODE_MOSQUITTO_RELOAD_COMMAND,
+    },
+    payments: {
+      telegramToken: values.PU_NODE_TELEGRAM_TOKEN,
+      telegramApiRoot: values.PU_NODE_TELEGRAM_API_ROOT ?? new URL("https://api.telegram.org"),
+      tokenPriceStars: values.PU_NODE_TOKEN_PRICE_STARS,
+      cryptoPayToken: values.PU_NODE_CRYPTOPAY_TOKEN,
+      cryptoPayApiUrl: values.PU_NODE_CRYPTOPAY_API_URL ?? new URL("https://pay.crypt.bot/api"),
+      cryptoPayAsset: values.PU_NODE_CRYPTOPAY_ASSET,
+      tokenPriceCryptoPay: values.PU_NODE_TOKEN_PRICE_CRYPTOPAY,
+      maxTokensPerOrder: values.PU_NODE_PAYMENT_MAX_TOKENS,
+      orderTtlSeconds: values.PU_NODE_PAYMENT_ORDER_TTL_SECONDS,
+      reconcileIntervalSeconds: values.PU_NODE_PAYMENT_RECONCILE_INTERVAL_SECONDS,
+    },
+    grading: {
+      capacityMps: values.PU_NODE_CAPACITY_MPS,
+      yellowPercent: values.PU_NODE_GRADE_YELLOW_PERCENT,
+      redPercent: values.PU_NODE_GRADE_RED_PERCENT,
+      minSamples: values.PU_NODE_GRADE_MIN_SAMPLES,
+      unitYellowPercentile: values.PU_NODE_UNIT_YELLOW_PERCENTILE,
+      unitRedPercentile: values.PU_NODE_UNIT_RED_PERCENTILE,
+      hotUnits: values.PU_NODE_HOT_UNITS,
+    },
+    loadReport: {
+      freeMps: values.PU_NODE_FREE_MPS,
+      pricePerMps: values.PU_NODE_PRICE_PER_MPS,
+      freeAggregationTopics: values.PU_NODE_FREE_AGGREGATION_TOPICS,
+      pricePerAggregationTopic: values.PU_NODE_PRICE_PER_AGGREGATION_TOPIC,
+      aggregationTopicBytes: values.PU_NODE_AGGREGATION_TOPIC_BYTES,
     },
   };
 }

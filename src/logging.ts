@@ -36,6 +36,8 @@ export const LOG_MODULES = [
   "policy",
   "bridges",
   "money",
+  "grading",
+  "reports",
 ] as const;
 export type LogModule = (typeof LOG_MODULES)[number];
 

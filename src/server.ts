@@ -8,6 +8,7 @@ import { type ServerType, serve } from "@hono/node-server";
 import type pg from "pg";
 import { backfillDueFollows } from "../federation/backfill.ts";
 import { PgKvStore } from "../federation/kv.ts";
+import { loadReportSigningKey } from "../federation/load-report-keys.ts";
 import { createFederationPort } from "../federation/port.ts";
 import { publishPendingChanges } from "../federation/publisher.ts";
 import { PgMessageQueue } from "../federation/queue.ts";
@@ -22,12 +23,14 @@ import type { Config } from "./config.ts";
 import { createDatabase, createPool, type Database, describeDatabaseUrl } from "./db/client.ts";
 import { type EmbeddedServer, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrateDatabase } from "./db/migrate.ts";
+import { startGradingJob } from "./grading/job.ts";
 import { createApp } from "./http/app.ts";
 import { createPepeunitSourcePool, startPepeunitImportLoop } from "./import/loop.ts";
 import { runPeriodically } from "./jobs/loop.ts";
 import { getNodeLogger } from "./logging.ts";
 import { ErrorCounter } from "./metering/errors/counter.ts";
 import { type MeteringRuntime, startMetering } from "./metering/runtime.ts";
+import { startPaymentJobs } from "./payments/runtime.ts";
 import { expireBans, recordViolation } from "./policy/bans.ts";
 import { banSettingsFromConfig } from "./policy/bans-types.ts";
 import { createInboxDetectors, type InboxDetectors } from "./policy/detectors.ts";
@@ -35,6 +38,7 @@ import { DatabasePolicyEngine } from "./policy/engine.ts";
 import { createPolicyGate } from "./policy/gate.ts";
 import { createInboxRateLimiter } from "./policy/rate-limit.ts";
 import { expireDomainRules } from "./policy/rules.ts";
+import { issueLoadReportIfDue } from "./reports/chain.ts";
 import type { NodeServices } from "./services.ts";
 
 const logger = getNodeLogger("server");
@@ -231,6 +235,23 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
         },
         controller.signal,
       ),
+      startGradingJob({
+        pool,
+        db,
+        store: services.timeSeries,
+        settings: config.grading,
+        signal: controller.signal,
+        // Each graded hour gets its signed load report for scrapers of /api/v1/load_limit.
+        afterCheck: async () => {
+          await issueLoadReportIfDue({
+            db,
+            store: services.timeSeries,
+            config,
+            signingKey: () => loadReportSigningKey(db, config.origin),
+          });
+        },
+      }),
+      ...startPaymentJobs({ config, pool, db, signal: controller.signal }),
       runPeriodically(
         {
           name: "clean-expired-kv",

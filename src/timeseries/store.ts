@@ -10,6 +10,7 @@ import type {
 } from "../metering/emqx/topic-metrics.ts";
 import type { AggregationSpaceSnapshot } from "../metering/state/aggregation-space.ts";
 import type { AggregationSpaceSink } from "../metering/state/collector.ts";
+import type { CounterReader } from "./load.ts";
 import type {
   BatchWriteOutcome,
   Channel,
@@ -144,7 +145,15 @@ export interface EmqxTopicTotal {
   messagesDropped: number;
 }
 
-export interface TimeSeriesStore extends CounterSink, EmqxTopicCounterSink, AggregationSpaceSink {
+/**
+ * The store of metering figures. Its {@link CounterReader} methods sum counter rows over any
+ * windows, which grading uses for its five-minute samples.
+ */
+export interface TimeSeriesStore
+  extends CounterSink,
+    EmqxTopicCounterSink,
+    AggregationSpaceSink,
+    CounterReader {
   /** Creates or upgrades the store's tables. Safe to call on every start. */
   migrate(): Promise<void>;
   close(): Promise<void>;

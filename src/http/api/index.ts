@@ -6,6 +6,8 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { registerIngestSecurityScheme } from "../../metering/channels/ingest-auth.ts";
 import { registerUsageIngestRoute } from "../../metering/channels/usage-route.ts";
 import { registerErrorIngestRoute } from "../../metering/errors/ingest.ts";
+import { createPaymentProviders } from "../../payments/providers.ts";
+import { registerPaymentRoutes } from "../../payments/routes.ts";
 import type { NodeServices } from "../../services.ts";
 import { requireAdminToken } from "../auth.ts";
 import { registerBanRoutes } from "./bans.ts";
@@ -13,6 +15,8 @@ import { registerBridgeRoutes } from "./bridges.ts";
 import { registerDiscoveryRoutes } from "./discovery.ts";
 import { handleApiError, validationHook } from "./failures.ts";
 import { registerGitHostRoutes } from "./git-hosts.ts";
+import { registerGradingRoutes } from "./grading.ts";
+import { registerLoadReportRoutes } from "./load-reports.ts";
 import { registerMeteringRoutes } from "./metering.ts";
 import { registerPeerRoutes } from "./peers.ts";
 import { registerPolicyRoutes } from "./policy.ts";
@@ -44,6 +48,13 @@ export function createApiRoutes(services: NodeServices): OpenAPIHono {
   registerBanRoutes(app, services, admin);
   registerGitHostRoutes(app, services, admin);
   registerBridgeRoutes(app, services, admin);
+  registerPaymentRoutes(app, {
+    db: services.db,
+    providers: createPaymentProviders(services.config, services.db),
+    admin,
+  });
+  registerGradingRoutes(app, services, admin);
+  registerLoadReportRoutes(app, services, admin);
 
   registerIngestSecurityScheme(app);
   const ingestToken = services.config.ingestToken;

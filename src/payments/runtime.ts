@@ -1,0 +1,56 @@
+/** Starts the payment jobs of a worker: the Telegram bot poller and the daily reconciliation. */
+import type pg from "pg";
+import type { Config } from "../config.ts";
+import { AdvisoryLockHolder } from "../db/advisory-lock.ts";
+import type { Database } from "../db/client.ts";
+import { runPeriodically } from "../jobs/loop.ts";
+import { reconcilePayments } from "../money/payments/index.ts";
+import { createPaymentProviders, trimSlash } from "./providers.ts";
+import { createPaymentBot, runPaymentBot } from "./telegram-bot.ts";
+
+/** Advisory lock of the one worker that reconciles payments ("PURCNC"). */
+const RECONCILE_LOCK_KEY = 0x505552434e43;
+
+/** Returns the background jobs of payments; none when no provider is configured. */
+export function startPaymentJobs(options: {
+  config: Config;
+  pool: pg.Pool;
+  db: Database;
+  signal: AbortSignal;
+}): Promise<void>[] {
+  const { config, db, signal } = options;
+  const providers = createPaymentProviders(config, db);
+  const jobs: Promise<void>[] = [];
+  const { telegramToken } = config.payments;
+  if (providers.telegramStars !== undefined && telegramToken !== undefined) {
+    const bot = createPaymentBot({
+      token: telegramToken,
+      apiRoot: trimSlash(config.payments.telegramApiRoot),
+      provider: providers.telegramStars,
+    });
+    jobs.push(runPaymentBot({ bot, pool: options.pool, signal }));
+  }
+
+  const configured = [providers.telegramStars, providers.cryptoPay].filter(
+    (provider) => provider !== undefined,
+  );
+  if (configured.length > 0) {
+    const lock = new AdvisoryLockHolder(options.pool, RECONCILE_LOCK_KEY);
+    signal.addEventListener("abort", () => void lock.release(), { once: true });
+    jobs.push(
+      runPeriodically(
+        {
+          name: "reconcile-payments",
+          intervalMs: config.payments.reconcileIntervalSeconds * 1000,
+          run: async () => {
+            if (!(await lock.hold())) return false;
+            for (const provider of configured) await reconcilePayments(db, provider);
+            return false;
+          },
+        },
+        signal,
+      ),
+    );
+  }
+  return jobs;
+}

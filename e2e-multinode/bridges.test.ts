@@ -27,7 +27,7 @@ const WINDOW_SECONDS = 5;
 interface Bridge {
   id: string;
   state: string;
-  routes: { unitNodeId: string; topic: string; maxMps: number; qos: number }[];
+  routes: { unitNodeId: string; topic: string; maxMps: number; qos: number; banned: boolean }[];
 }
 
 interface Ban {
@@ -274,6 +274,10 @@ describe("bridges between node processes", () => {
     expect(lasts).toBeLessThanOrEqual(24 * 3_600_000);
     expect(ban.evidence).toMatchObject({ limit: MAX_MPS, windowSeconds: WINDOW_SECONDS });
     expect(Number(ban.evidence.count)).toBeGreaterThan(MAX_MPS);
+
+    const shown = await nodeB.api<Bridge>("GET", `/bridges/${bridgeId}`);
+    expect(shown.body.routes.find((route) => route.topic === flooded)?.banned).toBe(true);
+    expect(shown.body.routes.find((route) => route.topic === other)?.banned).toBe(false);
 
     // B's tap meters the bridged traffic under A's domain and topic, as foreign load.
     const metered = await eventually("B's tap to store the flood", async () => {

@@ -15,6 +15,8 @@ let importer: TestNode;
 let outputId: string;
 let inputId: string;
 let privateOutputId: string;
+/** The bridge of the first test, active until the duplicate test ends it. */
+let firstBridgeId: string;
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
   for (let attempt = 0; attempt < 200; attempt++) {
@@ -92,6 +94,7 @@ describe("bridge agreement", () => {
     );
     expect(requested.state).toBe("requested");
     expect(requested.role).toBe("importer");
+    firstBridgeId = requested.id;
     expect(requested.originDomain).toBe("bridge-exporter.pepeunit.test");
     expect(requested.routes[0]?.topic).toBe(`bridge-exporter.pepeunit.test/${outputId}`);
 
@@ -109,6 +112,17 @@ describe("bridge agreement", () => {
     expect(imported.routes[0]?.maxMps).toBe(20);
     expect(imported.routes[0]?.qos).toBe(1);
     expect(imported.routes[0]?.inputUnitNodeId).toBe(inputId);
+  });
+
+  it("refuses a second bridge for a bridged UnitNode", async () => {
+    const failure = await importer.node.services.federation
+      .requestBridge(new URL(exporter.origin), [{ unitNodeId: outputId, qos: 0, maxMps: 5 }])
+      .catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(BridgeRequestError);
+    expect((failure as Error).message).toContain(`Already bridged: ${outputId}`);
+
+    await importer.node.services.federation.endBridge(firstBridgeId, "replaced");
+    await bridgeInState(exporter, firstBridgeId, "cancelled");
   });
 
   it("refuses UnitNodes the peer does not publish as Outputs", async () => {

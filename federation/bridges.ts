@@ -19,6 +19,7 @@ import {
   type BridgeWithRoutes,
   exportUsername,
   findBridge,
+  findBridgedUnitNodes,
   findExportableOutputs,
   generateBrokerPassword,
   insertBridge,
@@ -363,6 +364,21 @@ export async function onBridgeOffer(
       offer,
       sender,
       `not a public Output UnitNode of this instance: ${missing.map((route) => route.unitNodeId).join(", ")}`,
+    );
+    return;
+  }
+  const duplicates = await findBridgedUnitNodes(deps.db, {
+    role: "exporter",
+    peerHost: canonicalHost(sender.id.host),
+    unitNodeIds: decoded.map((route) => route.unitNodeId),
+  });
+  if (duplicates.length > 0) {
+    await rejectOffer(
+      deps,
+      ctx,
+      offer,
+      sender,
+      `already exported to you: ${duplicates.map((entry) => `${entry.unitNodeId} (bridge ${entry.bridgeId})`).join(", ")}`,
     );
     return;
   }

@@ -1,7 +1,7 @@
 /** The {@link FederationPort} that the REST API uses to follow and unfollow other instances. */
 import { Follow, isActor, Undo } from "@fedify/vocab";
 import { eq, sql } from "drizzle-orm";
-import { findBridge } from "../src/bridges/store.ts";
+import { findBridge, findBridgedUnitNodes } from "../src/bridges/store.ts";
 import type { Config } from "../src/config.ts";
 import type { Database } from "../src/db/client.ts";
 import { federatedRepos, outboundFollows, remoteActors } from "../src/db/schema/index.ts";
@@ -13,6 +13,7 @@ import {
   type FollowedInstance,
 } from "../src/federation-port.ts";
 import { getNodeLogger } from "../src/logging.ts";
+import { canonicalHost } from "../src/policy/domain.ts";
 import { lookupObjectIfAllowed, sendActivityToAllowed } from "../src/policy/outbound.ts";
 import type { PolicyEngine } from "../src/policy/types.ts";
 import { endBridge, findUnknownOutputs, readPeerDomain, sendBridgeOffer } from "./bridges.ts";
@@ -169,6 +170,16 @@ export function createFederationPort(
       if (unknown.length > 0) {
         throw new BridgeRequestError(
           `Not a known Output UnitNode of ${hostOf(actor.id)}: ${unknown.join(", ")}; follow the instance so its public Units are in the catalogue, and pick UnitNodes of type Output`,
+        );
+      }
+      const duplicates = await findBridgedUnitNodes(db, {
+        role: "importer",
+        peerHost: canonicalHost(actor.id.host),
+        unitNodeIds: routes.map((route) => route.unitNodeId),
+      });
+      if (duplicates.length > 0) {
+        throw new BridgeRequestError(
+          `Already bridged: ${duplicates.map((entry) => `${entry.unitNodeId} (bridge ${entry.bridgeId})`).join(", ")}; end that bridge first or leave these UnitNodes out`,
         );
       }
       const deps = { db, config, policy };

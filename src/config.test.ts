@@ -114,4 +114,8 @@ describe("loadConfig", () => {
     const issues = issuesOf({ PU_NODE_BRIDGE_BROKER_URL: "https://mqtt.example" });
     expect(issues[0]).toMatch(/^PU_NODE_BRIDGE_BROKER_URL: /);
   });
+  it("rejects a Mosquitto bridge file without .conf", () => {
+    const issues = issuesOf({ PU_NODE_MOSQUITTO_BRIDGE_FILE: "/tmp/bridges.d/pepeunit" });
+    expect(issues[0]).toContain("include_dir reads only files ending in .conf");
+  });
 });

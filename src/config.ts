@@ -496,6 +496,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       "PU_NODE_BRIDGE_DRIVER: emqx needs PU_NODE_EMQX_API_URL, PU_NODE_EMQX_API_KEY and PU_NODE_EMQX_API_SECRET; set them or choose mosquitto or off",
     );
   }
+  const bridgeFile = values.PU_NODE_MOSQUITTO_BRIDGE_FILE;
+  if (bridgeFile !== undefined && !bridgeFile.endsWith(".conf")) {
+    problems.push(
+      `PU_NODE_MOSQUITTO_BRIDGE_FILE: Mosquitto's include_dir reads only files ending in .conf (got ${JSON.stringify(bridgeFile)}); example: PU_NODE_MOSQUITTO_BRIDGE_FILE=/var/lib/pepeunit-node/mosquitto/bridges.d/pepeunit-node.conf`,
+    );
+  }
   if (bridgeDriver === "mosquitto") {
     for (const variable of [
       "PU_NODE_MOSQUITTO_BRIDGE_FILE",

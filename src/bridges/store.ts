@@ -279,3 +279,27 @@ export function generateBrokerPassword(): string {
 export function exportUsername(bridgeId: string): string {
   return `pepeunit-node-bridge-${bridgeId}`;
 }
+
+/**
+ * Returns the UnitNodes among `unitNodeIds` that a bridge in `requested` or `active` state with
+ * the same peer and role already carries, with that bridge's id. A second bridge for a topic
+ * would deliver each message twice and double its measured rate.
+ */
+export async function findBridgedUnitNodes(
+  db: DatabaseLike,
+  filter: { role: BridgeRole; peerHost: string; unitNodeIds: readonly string[] },
+): Promise<{ unitNodeId: string; bridgeId: string }[]> {
+  if (filter.unitNodeIds.length === 0) return [];
+  return await db
+    .select({ unitNodeId: bridgeRoutes.unitNodeId, bridgeId: bridges.id })
+    .from(bridgeRoutes)
+    .innerJoin(bridges, eq(bridges.id, bridgeRoutes.bridgeId))
+    .where(
+      and(
+        eq(bridges.role, filter.role),
+        eq(bridges.peerHost, filter.peerHost),
+        inArray(bridges.state, ["requested", "active"]),
+        inArray(bridgeRoutes.unitNodeId, [...filter.unitNodeIds]),
+      ),
+    );
+}

@@ -18,6 +18,7 @@ import {
   gitHostRules,
 } from "../db/schema/index.ts";
 import { ADMIN_TOKEN, createTestApi, FakeFederationPort } from "../http/api/test-app.ts";
+import { resolveNodeUrl } from "./client.ts";
 import { runAdminCli } from "./run.ts";
 
 let database: TestDatabase;
@@ -329,6 +330,24 @@ describe("admin CLI bridges", () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("federation_lookup_failed");
     expect((await cli(["bridges", "list"])).stdout).toBe("No bridges.\n");
+  });
+});
+
+describe("resolveNodeUrl", () => {
+  it("follows the node's listen host and port", () => {
+    expect(resolveNodeUrl(undefined, {}).href).toBe("http://127.0.0.1:8080/");
+    expect(
+      resolveNodeUrl(undefined, { PU_NODE_LISTEN_HOST: "127.0.0.21", PU_NODE_PORT: "8122" }).href,
+    ).toBe("http://127.0.0.21:8122/");
+    expect(resolveNodeUrl(undefined, { PU_NODE_LISTEN_HOST: "0.0.0.0" }).href).toBe(
+      "http://127.0.0.1:8080/",
+    );
+    expect(resolveNodeUrl(undefined, { PU_NODE_LISTEN_HOST: "::1" }).href).toBe(
+      "http://[::1]:8080/",
+    );
+    expect(resolveNodeUrl("https://node.example", { PU_NODE_PORT: "1" }).href).toBe(
+      "https://node.example/",
+    );
   });
 });
 

@@ -17,6 +17,7 @@ interface BridgeRoute {
   topic: string;
   qos: number;
   maxMps: number;
+  banned: boolean;
 }
 
 interface Bridge {
@@ -27,6 +28,7 @@ interface Bridge {
   originDomain: string;
   brokerUrl: string | null;
   endReason: string | null;
+  peerSuspended: boolean;
   routes: BridgeRoute[];
   createdAt: string;
 }
@@ -52,11 +54,15 @@ const BRIDGE_FIELDS: TableColumn<Bridge>[] = [
   { header: "ORIGIN DOMAIN", value: (bridge) => bridge.originDomain },
   { header: "BROKER", value: (bridge) => bridge.brokerUrl },
   { header: "END REASON", value: (bridge) => bridge.endReason },
+  { header: "PEER SUSPENDED", value: (bridge) => bridge.peerSuspended },
   {
     header: "ROUTES",
     value: (bridge) =>
       bridge.routes
-        .map((route) => `${route.topic} qos ${route.qos} max ${route.maxMps} msg/s`)
+        .map(
+          (route) =>
+            `${route.topic} qos ${route.qos} max ${route.maxMps} msg/s${route.banned ? " (banned)" : ""}`,
+        )
         .join("; "),
   },
   { header: "CREATED AT", value: (bridge) => bridge.createdAt },

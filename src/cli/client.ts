@@ -36,9 +36,19 @@ export class CliSetupError extends Error {
   }
 }
 
-/** Returns the node's base URL: `--url`, or the loopback address on `PU_NODE_PORT`. */
+/**
+ * Returns the node's base URL: `--url`, or `PU_NODE_LISTEN_HOST` (127.0.0.1 when unset or a
+ * wildcard address) on `PU_NODE_PORT`.
+ */
 export function resolveNodeUrl(option: string | undefined, env: NodeJS.ProcessEnv): URL {
-  const text = option ?? `http://127.0.0.1:${env.PU_NODE_PORT || DEFAULT_NODE_PORT}`;
+  const listenHost = env.PU_NODE_LISTEN_HOST;
+  const host =
+    !listenHost || listenHost === "0.0.0.0" || listenHost === "::"
+      ? "127.0.0.1"
+      : listenHost.includes(":")
+        ? `[${listenHost}]`
+        : listenHost;
+  const text = option ?? `http://${host}:${env.PU_NODE_PORT || DEFAULT_NODE_PORT}`;
   let url: URL;
   try {
     url = new URL(text);

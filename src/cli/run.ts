@@ -89,7 +89,7 @@ function overviewHelp(): string {
     lines.push(`${group.name}: ${group.summary}`);
     for (const command of group.commands) {
       const args = command.args?.join(" ") ?? "";
-      lines.push(`  ${`${command.name} ${args}`.padEnd(22)}${command.summary}`);
+      lines.push(`  ${`${command.name} ${args}`.padEnd(22)} ${command.summary}`);
     }
     lines.push("");
   }
@@ -103,7 +103,7 @@ function groupHelp(group: CommandGroup): string {
   lines.push(`${group.summary}.`, "", "Commands:");
   for (const command of group.commands) {
     const args = command.args?.join(" ") ?? "";
-    lines.push(`  ${`${command.name} ${args}`.padEnd(22)}${command.summary}`);
+    lines.push(`  ${`${command.name} ${args}`.padEnd(22)} ${command.summary}`);
   }
   return lines.join("\n");
 }

@@ -15,6 +15,7 @@ import {
 import { BRIDGE_EVENT_TYPES, BRIDGE_ROLES, BRIDGE_STATES } from "../../db/schema/index.ts";
 import { BridgeRequestError, FederationLookupError } from "../../federation-port.ts";
 import { getNodeLogger } from "../../logging.ts";
+import { activeTopicBans } from "../../policy/bans-queries.ts";
 import { canonicalRuleDomain, InvalidHostError } from "../../policy/domain.ts";
 import type { NodeServices } from "../../services.ts";
 import { HttpError } from "../errors.ts";
@@ -32,6 +33,9 @@ const BridgeRouteSchema = z.object({
   qos: z.number().int(),
   maxMps: z.number().int().openapi({ description: "Agreed limit in messages per second" }),
   inputUnitNodeId: z.string().nullable(),
+  banned: z.boolean().openapi({
+    description: "True while a topic ban is active; the broker does not carry the route then",
+  }),
 });
 
 const BridgeSchema = z
@@ -45,6 +49,10 @@ const BridgeSchema = z
     brokerUrl: z.string().nullable().openapi({ description: "Set on accepted imported bridges" }),
     brokerUsername: z.string().nullable(),
     endReason: z.string().nullable(),
+    peerSuspended: z.boolean().openapi({
+      description:
+        "True while a domain rule or ban suspends the peer; the broker carries none of the routes then",
+    }),
     routes: z.array(BridgeRouteSchema),
     createdAt: TimestampSchema,
     updatedAt: TimestampSchema,
@@ -106,7 +114,13 @@ const ReconciliationSchema = z
   })
   .openapi("BridgeReconciliation");
 
-function bridgeJson(bridge: BridgeWithRoutes) {
+/** What the policy says about a bridge now: the banned topics and whether the peer is suspended. */
+interface BridgePolicyView {
+  bannedTopics: ReadonlySet<string>;
+  isSuspended: (host: string) => boolean;
+}
+
+function bridgeJson(bridge: BridgeWithRoutes, view: BridgePolicyView) {
   return {
     id: bridge.id,
     role: bridge.role,
@@ -117,12 +131,14 @@ function bridgeJson(bridge: BridgeWithRoutes) {
     brokerUrl: bridge.brokerUrl,
     brokerUsername: bridge.brokerUsername,
     endReason: bridge.endReason,
+    peerSuspended: view.isSuspended(bridge.peerHost),
     routes: bridge.routes.map((route) => ({
       unitNodeId: route.unitNodeId,
       topic: route.topic,
       qos: route.qos,
       maxMps: route.maxMps,
       inputUnitNodeId: route.inputUnitNodeId,
+      banned: view.bannedTopics.has(route.topic),
     })),
     createdAt: bridge.createdAt.toISOString(),
     updatedAt: bridge.updatedAt.toISOString(),
@@ -138,7 +154,16 @@ export function registerBridgeRoutes(
   services: NodeServices,
   admin: MiddlewareHandler,
 ): void {
-  const { db, federation, config } = services;
+  const { db, federation, config, policy } = services;
+
+  async function policyView(): Promise<BridgePolicyView> {
+    const now = new Date();
+    const bans = await activeTopicBans(db, now);
+    return {
+      bannedTopics: new Set(bans.flatMap((ban) => (ban.topic ? [ban.topic] : []))),
+      isSuspended: (host) => policy.decide(host, now).action === "suspend",
+    };
+  }
 
   app.openapi(
     adminRoute(admin, {
@@ -162,7 +187,7 @@ export function registerBridgeRoutes(
       }));
       try {
         const bridge = await federation.requestBridge(new URL(body.peer), routes);
-        return c.json(bridgeJson(bridge), 202);
+        return c.json(bridgeJson(bridge, await policyView()), 202);
       } catch (error) {
         if (error instanceof BridgeRequestError) {
           throw new HttpError(422, "bridge_request_invalid", error.message);
@@ -208,6 +233,7 @@ export function registerBridgeRoutes(
           );
         }
       }
+      const view = await policyView();
       const body = await loadPage(c, query, {
         load: (page) => {
           if (page.after !== undefined && !UUID.test(page.after)) {
@@ -226,7 +252,7 @@ export function registerBridgeRoutes(
           });
         },
         keyOf: (bridge) => bridge.id,
-        toItem: bridgeJson,
+        toItem: (bridge) => bridgeJson(bridge, view),
       });
       return c.json(body, 200);
     },
@@ -281,7 +307,7 @@ export function registerBridgeRoutes(
       const { id } = c.req.valid("param");
       const bridge = await findBridge(db, { id: id.toLowerCase() });
       if (!bridge) throw bridgeNotFound(id);
-      return c.json(bridgeJson(bridge), 200);
+      return c.json(bridgeJson(bridge, await policyView()), 200);
     },
   );
 
@@ -340,7 +366,7 @@ export function registerBridgeRoutes(
       }
       const ended = await federation.endBridge(before.id, reason);
       if (!ended) throw bridgeNotFound(id);
-      return c.json(bridgeJson(ended), 200);
+      return c.json(bridgeJson(ended, await policyView()), 200);
     },
   );
 }

@@ -232,11 +232,31 @@ export async function startTap(options: TapOptions): Promise<Tap> {
       rate: rateAtDisconnect,
     });
   });
+  // While the broker is down the client retries every second; the log gets the first failure
+  // in full and then one line a minute with the number of repeats.
+  let repeatedErrors = 0;
+  let errorLoggedAt = Number.NEGATIVE_INFINITY;
   client.on("reconnect", () => {
-    logger.info("Reconnecting to {broker}", { broker: brokerText });
+    if (repeatedErrors === 0) logger.info("Reconnecting to {broker}", { broker: brokerText });
+  });
+  client.on("connect", () => {
+    repeatedErrors = 0;
+    errorLoggedAt = Number.NEGATIVE_INFINITY;
   });
   client.on("error", (error) => {
-    logger.error("MQTT client error on {broker}: {error}", { broker: brokerText, error });
+    const now = Date.now();
+    repeatedErrors += 1;
+    if (repeatedErrors === 1) {
+      logger.error("MQTT client error on {broker}: {error}", { broker: brokerText, error });
+      errorLoggedAt = now;
+    } else if (now - errorLoggedAt >= 60_000) {
+      logger.error("MQTT client still failing on {broker} ({count} errors so far): {message}", {
+        broker: brokerText,
+        count: repeatedErrors,
+        message: error.message,
+      });
+      errorLoggedAt = now;
+    }
   });
 
   const flushIntervalMs = config.tapFlushIntervalMs;

@@ -255,6 +255,22 @@ describe("admin CLI rules", () => {
     );
     expect(result.stderr).toContain("(HTTP 400, invalid_csv)\n  line 2: ");
   });
+
+  it("fails a dry run with problem lines", async () => {
+    const csv = "#domain,#severity\nbad example,suspend\nok.example,suspend\n";
+    const dryRun = await cli(["rules", "import", "-", "--dry-run"], {
+      env: { PU_NODE_ADMIN_TOKEN: ADMIN_TOKEN, PU_NODE_PORT: new URL(nodeUrl).port },
+      stdin: csv,
+    });
+    expect(dryRun.code).toBe(1);
+    expect(dryRun.stdout).toContain("would write nothing because of the problems");
+
+    const skipping = await cli(["rules", "import", "-", "--dry-run", "--skip-problems"], {
+      env: { PU_NODE_ADMIN_TOKEN: ADMIN_TOKEN, PU_NODE_PORT: new URL(nodeUrl).port },
+      stdin: csv,
+    });
+    expect(skipping.code).toBe(0);
+  });
 });
 
 describe("admin CLI bans", () => {
@@ -285,6 +301,9 @@ describe("admin CLI bans", () => {
 
     const history = await cliJson<{ type: string }[]>(["bans", "history", ban.id]);
     expect(history.map((event) => event.type)).toEqual(["lifted", "extended", "created"]);
+    const historyText = await cli(["bans", "history", ban.id]);
+    expect(historyText.stdout.split("\n")[0]).toMatch(/^TIME +EVENT +ACTOR +REASON +CHANGES/);
+    expect(historyText.stdout).toContain("resolved");
   });
 
   it("requires --until or --permanent to extend", async () => {

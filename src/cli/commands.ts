@@ -157,6 +157,8 @@ export interface AuditEvent {
   id: number;
   type: string;
   actor: string;
+  /** Why, when the route records one (bans do). */
+  reason?: string | null;
   before: Record<string, unknown> | null;
   after: Record<string, unknown> | null;
   createdAt: string;
@@ -191,7 +193,21 @@ export function historyCommand(spec: { summary: string; path: (id: string) => st
       const body = (await api.request("GET", spec.path(idArgument(input)))) as {
         items: AuditEvent[];
       };
-      return { text: formatTable(columns, body.items), json: body.items };
+      const withReasons = body.items.some((event) => typeof event.reason === "string");
+      const shown = withReasons
+        ? [
+            ...columns.slice(0, 3),
+            { header: "REASON", value: (event: AuditEvent) => event.reason },
+            columns[3],
+          ]
+        : columns;
+      return {
+        text: formatTable(
+          shown.filter((column) => column !== undefined),
+          body.items,
+        ),
+        json: body.items,
+      };
     },
   };
   return command;

@@ -214,7 +214,18 @@ const importRules: CommandSpec = {
       body: csv,
       contentType: "text/csv",
     })) as ImportReport;
-    return { text: formatImportReport(report), json: report };
+    // A dry run with problem lines predicts a failed import unless problems are skipped, so it
+    // exits like the real import would.
+    const wouldFail =
+      report.dryRun && report.problems.length > 0 && input.options["skip-problems"] !== true;
+    const text = formatImportReport(report);
+    return {
+      text: wouldFail
+        ? `${text}\nThe import would write nothing because of the problems; fix them or add --skip-problems.`
+        : text,
+      json: report,
+      ...(wouldFail ? { exitCode: 1 } : {}),
+    };
   },
 };
 

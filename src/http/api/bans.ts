@@ -28,6 +28,7 @@ import {
 import { canonicalRuleDomain, InvalidHostError } from "../../policy/domain.ts";
 import type { NodeServices } from "../../services.ts";
 import { HttpError } from "../errors.ts";
+import { canonicalQueryDomain, invalidFieldError } from "./fields.ts";
 import {
   adminRoute,
   errorResponses,
@@ -243,12 +244,7 @@ function banNotFound(id: string): HttpError {
 function failureToHttpError(failure: BanFailure): HttpError {
   switch (failure.kind) {
     case "invalid":
-      return new HttpError(
-        400,
-        "invalid_request",
-        `Invalid body field ${failure.field}: ${failure.message}`,
-        { issues: [{ location: "body", field: failure.field, message: failure.message }] },
-      );
+      return invalidFieldError("body", failure.field, failure.message);
     case "not_found":
       return banNotFound(failure.id);
     case "ended":
@@ -271,18 +267,6 @@ function failureToHttpError(failure: BanFailure): HttpError {
 function unwrap<T>(result: BanResult<T>): T {
   if (!result.ok) throw failureToHttpError(result.failure);
   return result.value;
-}
-
-/** Returns the canonical form of a `domain` query value, or throws a 400 naming the fix. */
-function canonicalQueryDomain(domain: string): string {
-  try {
-    return canonicalRuleDomain(domain);
-  } catch (error) {
-    if (!(error instanceof InvalidHostError)) throw error;
-    throw new HttpError(400, "invalid_request", `Invalid query field domain: ${error.reason}`, {
-      issues: [{ location: "query", field: "domain", message: error.reason }],
-    });
-  }
 }
 
 export function registerBanRoutes(

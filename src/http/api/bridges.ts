@@ -16,9 +16,9 @@ import { BRIDGE_EVENT_TYPES, BRIDGE_ROLES, BRIDGE_STATES } from "../../db/schema
 import { BridgeRequestError, FederationLookupError } from "../../federation-port.ts";
 import { getNodeLogger } from "../../logging.ts";
 import { activeTopicBans } from "../../policy/bans-queries.ts";
-import { canonicalRuleDomain, InvalidHostError } from "../../policy/domain.ts";
 import type { NodeServices } from "../../services.ts";
 import { HttpError } from "../errors.ts";
+import { canonicalQueryDomain } from "./fields.ts";
 import { adminRoute, errorResponses, jsonBody, jsonResponse, loadPage } from "./routing.ts";
 import { IdParamsSchema, PageQuerySchema, pageOf } from "./schemas.ts";
 
@@ -220,19 +220,8 @@ export function registerBridgeRoutes(
     }),
     async (c) => {
       const query = c.req.valid("query");
-      let peerHost: string | undefined;
-      if (query.peerHost !== undefined) {
-        try {
-          peerHost = canonicalRuleDomain(query.peerHost);
-        } catch (error) {
-          if (!(error instanceof InvalidHostError)) throw error;
-          throw new HttpError(
-            400,
-            "invalid_request",
-            `Invalid query field peerHost: ${error.reason}`,
-          );
-        }
-      }
+      const peerHost =
+        query.peerHost === undefined ? undefined : canonicalQueryDomain(query.peerHost, "peerHost");
       const view = await policyView();
       const body = await loadPage(c, query, {
         load: (page) => {

@@ -33,6 +33,7 @@ import {
 } from "../../policy/repository-url.ts";
 import type { NodeServices } from "../../services.ts";
 import { HttpError } from "../errors.ts";
+import { invalidFieldError } from "./fields.ts";
 import {
   adminRoute,
   errorResponses,
@@ -178,16 +179,10 @@ function ruleNotFound(id: string): HttpError {
   return new HttpError(404, "git_host_rule_not_found", `Git host rule ${id} not found`);
 }
 
-function invalidField(location: "body" | "query", field: string, message: string): HttpError {
-  return new HttpError(400, "invalid_request", `Invalid ${location} field ${field}: ${message}`, {
-    issues: [{ location, field, message }],
-  });
-}
-
 function failureToHttpError(failure: GitHostRuleFailure): HttpError {
   switch (failure.kind) {
     case "invalid":
-      return invalidField("body", failure.field, failure.message);
+      return invalidFieldError("body", failure.field, failure.message);
     case "not_found":
       return ruleNotFound(failure.id);
     case "exists":
@@ -231,7 +226,7 @@ export function registerGitHostRoutes(
         host = query.host === undefined ? undefined : canonicalRuleDomain(query.host);
       } catch (error) {
         if (!(error instanceof InvalidHostError)) throw error;
-        throw invalidField("query", "host", error.reason);
+        throw invalidFieldError("query", "host", error.reason);
       }
       const page = await loadPage(c, query, {
         load: (request) => listGitHostRules(db, { ...request, kind: query.kind, host }),
@@ -284,7 +279,7 @@ export function registerGitHostRoutes(
         return c.json(decision, 200);
       } catch (error) {
         if (!(error instanceof InvalidRepositoryUrlError)) throw error;
-        throw invalidField("body", "url", error.message);
+        throw invalidFieldError("body", "url", error.message);
       }
     },
   );

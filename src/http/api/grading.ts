@@ -23,6 +23,7 @@ import {
 } from "../../grading/run.ts";
 import type { NodeServices } from "../../services.ts";
 import { HttpError } from "../errors.ts";
+import { invalidFieldError } from "./fields.ts";
 import { adminRoute, errorResponses, jsonResponse } from "./routing.ts";
 import { IdParamsSchema } from "./schemas.ts";
 
@@ -181,9 +182,7 @@ export function registerGradingRoutes(
         return c.json(runJson(run), 200);
       } catch (error) {
         if (!(error instanceof GradingInputError)) throw error;
-        throw new HttpError(400, "invalid_request", `Invalid body field hour: ${error.message}`, {
-          issues: [{ location: "body", field: "hour", message: error.message }],
-        });
+        throw invalidFieldError("body", "hour", error.message);
       }
     },
   );

@@ -31,6 +31,7 @@ import {
 } from "../../policy/rules.ts";
 import type { NodeServices } from "../../services.ts";
 import { HttpError } from "../errors.ts";
+import { canonicalQueryDomain, invalidFieldError } from "./fields.ts";
 import {
   adminRoute,
   errorResponses,
@@ -211,12 +212,7 @@ function ruleNotFound(id: string): HttpError {
 function failureToHttpError(failure: RuleFailure): HttpError {
   switch (failure.kind) {
     case "invalid":
-      return new HttpError(
-        400,
-        "invalid_request",
-        `Invalid body field ${failure.field}: ${failure.message}`,
-        { issues: [{ location: "body", field: failure.field, message: failure.message }] },
-      );
+      return invalidFieldError("body", failure.field, failure.message);
     case "not_found":
       return ruleNotFound(failure.id);
     case "exists":
@@ -232,18 +228,6 @@ function failureToHttpError(failure: RuleFailure): HttpError {
 function unwrap<T>(result: RuleResult<T>): T {
   if (!result.ok) throw failureToHttpError(result.failure);
   return result.value;
-}
-
-/** Returns the canonical form of a `domain` query value, or throws a 400 naming the fix. */
-function canonicalQueryDomain(domain: string): string {
-  try {
-    return canonicalRuleDomain(domain);
-  } catch (error) {
-    if (!(error instanceof InvalidHostError)) throw error;
-    throw new HttpError(400, "invalid_request", `Invalid query field domain: ${error.reason}`, {
-      issues: [{ location: "query", field: "domain", message: error.reason }],
-    });
-  }
 }
 
 export function registerPolicyRoutes(

@@ -25,7 +25,6 @@ import {
   banSettingsFromConfig,
   MAX_BAN_REASON_LENGTH,
 } from "../../policy/bans-types.ts";
-import { canonicalRuleDomain, InvalidHostError } from "../../policy/domain.ts";
 import type { NodeServices } from "../../services.ts";
 import { HttpError } from "../errors.ts";
 import { canonicalQueryDomain, invalidFieldError } from "./fields.ts";

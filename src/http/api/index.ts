@@ -3,6 +3,8 @@
  * schemas, so `GET /api/v1/openapi.json` describes the whole API as OpenAPI 3.1.
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { registerBillingRoutes } from "../../billing/routes.ts";
+import { createUnitAccess } from "../../billing/unit-access.ts";
 import { registerIngestSecurityScheme } from "../../metering/channels/ingest-auth.ts";
 import { registerUsageIngestRoute } from "../../metering/channels/usage-route.ts";
 import { registerErrorIngestRoute } from "../../metering/errors/ingest.ts";
@@ -55,6 +57,16 @@ export function createApiRoutes(services: NodeServices): OpenAPIHono {
   });
   registerGradingRoutes(app, services, admin);
   registerLoadReportRoutes(app, services, admin);
+  registerBillingRoutes(
+    app,
+    {
+      db: services.db,
+      config: services.config,
+      store: services.timeSeries,
+      access: createUnitAccess(services.config),
+    },
+    admin,
+  );
 
   registerIngestSecurityScheme(app);
   const ingestToken = services.config.ingestToken;

@@ -13,7 +13,6 @@ import {
   type DomainRuleEventRow,
 } from "../../db/schema/index.ts";
 import { formatMastodonCsv, importMastodonCsv, MASTODON_CSV_COLUMNS } from "../../policy/csv.ts";
-import { canonicalRuleDomain, InvalidHostError } from "../../policy/domain.ts";
 import {
   createDomainRule,
   type DomainRule,

@@ -4,10 +4,12 @@
  */
 import type { NodeInfo } from "@fedify/fedify";
 import { count, eq } from "drizzle-orm";
+import { loadBillingSettings } from "../src/billing/settings-store.ts";
 import type { Config } from "../src/config.ts";
 import type { Database } from "../src/db/client.ts";
 import { repos, units, users } from "../src/db/schema/index.ts";
 import { latestCompletedRun } from "../src/grading/run.ts";
+import { effectiveHalfCapacityPrice } from "../src/money/billing/index.ts";
 import { NODE_VERSION } from "../src/version.ts";
 
 /** Feature flags published in NodeInfo; a feature appears here when the node runs it. */
@@ -17,7 +19,7 @@ export const FEATURES = {
   unitSearch: true,
   pepeunitImport: false,
   metering: true,
-  billing: false,
+  billing: true,
   bridges: false,
 } as const;
 
@@ -32,6 +34,7 @@ export async function buildNodeInfo(db: Database, config: Config): Promise<NodeI
     .from(units)
     .where(eq(units.visibility, "Public"));
   const graded = await latestCompletedRun(db);
+  const { settings: billing } = await loadBillingSettings(db, config);
   return {
     software: {
       name: "pepeunit-node",
@@ -67,6 +70,29 @@ export async function buildNodeInfo(db: Database, config: Config): Promise<NodeI
                 hour: graded.hour.toISOString(),
                 capacityMps: config.grading.capacityMps,
               },
+        // The monetisation parameters, so that people can compare instances; docs/billing.md.
+        // Token amounts are decimal strings, because they may exceed the safe integer range.
+        monetisation: {
+          enabled: billing.enabled,
+          currency: "token",
+          monthlyFreeTokens: billing.monthlyAllowance.toString(),
+          region: billing.region,
+          halfCapacityPrice: effectiveHalfCapacityPrice(billing).toString(),
+          regionPrices: Object.fromEntries(
+            Object.entries(billing.regionPrices).map(([region, price]) => [
+              region,
+              price.toString(),
+            ]),
+          ),
+          capacityMps: config.grading.capacityMps,
+          freeMps: billing.freeMps,
+          unitYellowPercentile: billing.unitYellowPercentile,
+          unitRedPercentile: billing.unitRedPercentile,
+          freeAggregationTopics: billing.freeAggregationTopics,
+          pricePerAggregationTopic: billing.pricePerAggregationTopic.toString(),
+          aggregationTopicBytes: config.loadReport.aggregationTopicBytes,
+          instanceStatus: graded?.instanceStatus ?? null,
+        },
       },
     },
   };

@@ -106,6 +106,24 @@ export interface Config {
   readonly loadReport: LoadReportConfig;
   /** Payment providers, token prices and order limits; docs/payments.md explains each. */
   readonly payments: PaymentsConfig;
+  /** Defaults of the monetisation settings and the broker that stops Units; docs/billing.md. */
+  readonly billing: BillingConfig;
+}
+
+export const UNIT_ACCESS_DRIVERS = ["off", "emqx"] as const;
+export type UnitAccessDriverKind = (typeof UNIT_ACCESS_DRIVERS)[number];
+
+export interface BillingConfig {
+  /** Whether billing charges users, until the administrator changes it in the settings. */
+  readonly enabled: boolean;
+  /** Free tokens every user gets on the first day of each UTC month. */
+  readonly monthlyAllowance: number;
+  /** Price K in tokens of one hour of load at half the instance's capacity. */
+  readonly halfCapacityPrice: number;
+  /** The region of this instance; its price is K until a region price is set. */
+  readonly region: string;
+  /** How stopped Units lose MQTT access: EMQX authorization rules, or `off` (state only). */
+  readonly unitAccessDriver: UnitAccessDriverKind;
 }
 
 export interface GradingConfig {
@@ -434,6 +452,19 @@ const environmentSchema = z.object({
   PU_NODE_FREE_AGGREGATION_TOPICS: nonNegativeInteger("topics").default(5),
   PU_NODE_PRICE_PER_AGGREGATION_TOPIC: nonNegativeInteger("minor token units").default(10),
   PU_NODE_AGGREGATION_TOPIC_BYTES: positiveInteger("bytes").default(1048576),
+  PU_NODE_BILLING_ENABLED: booleanText.default(false),
+  PU_NODE_MONTHLY_FREE_TOKENS: nonNegativeInteger("tokens").default(1000),
+  PU_NODE_HALF_CAPACITY_PRICE: nonNegativeInteger("tokens").default(100000),
+  PU_NODE_BILLING_REGION: z
+    .string()
+    .regex(
+      /^[a-z0-9][a-z0-9_-]{0,62}$/,
+      "expected a region name of lower-case letters, digits, - and _, such as eu-west",
+    )
+    .default("default"),
+  PU_NODE_UNIT_ACCESS_DRIVER: z
+    .enum(UNIT_ACCESS_DRIVERS, { error: "expected off or emqx" })
+    .optional(),
 });
 
 /** Example values shown in error messages, one per variable. */
@@ -515,6 +546,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         );
       }
     }
+  }
+
+  const unitAccessDriver =
+    values.PU_NODE_UNIT_ACCESS_DRIVER ?? (values.PU_NODE_EMQX_API_URL ? "emqx" : "off");
+  if (unitAccessDriver === "emqx" && !values.PU_NODE_EMQX_API_URL) {
+    problems.push(
+      "PU_NODE_UNIT_ACCESS_DRIVER: emqx needs PU_NODE_EMQX_API_URL, PU_NODE_EMQX_API_KEY and PU_NODE_EMQX_API_SECRET; set them or choose off",
+    );
   }
 
   if (values.PU_NODE_GRADE_YELLOW_PERCENT >= values.PU_NODE_GRADE_RED_PERCENT) {
@@ -630,6 +669,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       freeAggregationTopics: values.PU_NODE_FREE_AGGREGATION_TOPICS,
       pricePerAggregationTopic: values.PU_NODE_PRICE_PER_AGGREGATION_TOPIC,
       aggregationTopicBytes: values.PU_NODE_AGGREGATION_TOPIC_BYTES,
+    },
+    billing: {
+      enabled: values.PU_NODE_BILLING_ENABLED,
+      monthlyAllowance: values.PU_NODE_MONTHLY_FREE_TOKENS,
+      halfCapacityPrice: values.PU_NODE_HALF_CAPACITY_PRICE,
+      region: values.PU_NODE_BILLING_REGION,
+      unitAccessDriver,
     },
   };
 }

@@ -14,6 +14,8 @@ import { publishPendingChanges } from "../federation/publisher.ts";
 import { PgMessageQueue } from "../federation/queue.ts";
 import { createNodeFederation, type NodeFederation } from "../federation/setup.ts";
 import { resolveAdminToken } from "./admin-token.ts";
+import { startBillingJob } from "./billing/job.ts";
+import { createUnitAccess } from "./billing/unit-access.ts";
 import {
   createBridgeDriver,
   startBridgeMonitor,
@@ -252,6 +254,15 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
         },
       }),
       ...startPaymentJobs({ config, pool, db, signal: controller.signal }),
+      // Bills graded hours, grants the monthly free tokens and stops or resumes Units.
+      startBillingJob({
+        pool,
+        db,
+        config,
+        store: services.timeSeries,
+        access: createUnitAccess(config),
+        signal: controller.signal,
+      }),
       runPeriodically(
         {
           name: "clean-expired-kv",

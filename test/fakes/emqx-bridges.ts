@@ -1,7 +1,8 @@
 /**
  * A fake of the EMQX 5.8 REST API v5 for bridges, on a loopback port, for contract tests of the
  * EMQX bridge driver: connectors, sources, actions, rules, the built-in database authenticator's
- * users and the built-in database authorization rules per username.
+ * users and the built-in database authorization rules per username. The billing tests also use
+ * its authorization rules for all clients (`rules/all`).
  *
  * It follows the EMQX v5.8.8 sources: `emqx_connector_api.erl`, `emqx_bridge_v2_api.erl` and
  * `emqx_bridge_v2.erl` (dependency checks), `emqx_resource:validate_name/2`,
@@ -122,6 +123,8 @@ export class FakeEmqxBridges {
   /** Authorization sources in the order EMQX checks them. */
   authzSources: { type: string; enable: boolean; max_rules?: number }[];
   readonly userRules = new Map<string, FakeAuthzRule[]>();
+  /** The built-in database rules for all clients (`rules/all`), in the order EMQX checks them. */
+  allRules: FakeAuthzRule[] = [];
   readonly requests: FakeRequest[] = [];
   /** Responses for the next requests, served in order before any route. */
   readonly scriptedResponses: { status: number; body: string }[] = [];
@@ -276,6 +279,15 @@ export class FakeEmqxBridges {
         if (segments.length === 6 && sixth !== undefined) {
           return this.#userRuleSet(method, sixth, body);
         }
+      }
+      if (third === AUTHZ_SOURCE_TYPE && fourth === "rules" && fifth === "all") {
+        if (this.#authzSource() === undefined) {
+          return {
+            status: 404,
+            body: { code: "NOT_FOUND", message: `Not found: ${AUTHZ_SOURCE_TYPE}` },
+          };
+        }
+        if (segments.length === 5) return this.#allRulesRoute(method, body);
       }
     }
     return undefined;
@@ -750,6 +762,23 @@ export class FakeEmqxBridges {
       return { status: 204 };
     }
     return methodNotAllowed();
+  }
+
+  /** `rules/all`: GET lists, POST replaces the whole list, DELETE empties it. */
+  #allRulesRoute(method: string, body: unknown): Reply {
+    if (method === "GET") {
+      return { status: 200, body: { rules: this.allRules.map(formatAuthzRule) } };
+    }
+    if (method === "DELETE") {
+      this.allRules = [];
+      return { status: 204 };
+    }
+    if (method !== "POST") return methodNotAllowed();
+    const rules = asRecord(body)?.rules;
+    const invalid = this.#checkAuthzRules(rules);
+    if (invalid !== undefined) return invalid;
+    this.allRules = (rules as FakeAuthzRule[]).map(storedAuthzRule);
+    return { status: 204 };
   }
 
   #checkAuthzRules(rules: unknown): Reply | undefined {

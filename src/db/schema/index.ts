@@ -1,4 +1,5 @@
 export * from "./bans.ts";
+export * from "./billing.ts";
 export * from "./bridges.ts";
 export * from "./catalogue.ts";
 export * from "./common.ts";

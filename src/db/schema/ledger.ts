@@ -29,13 +29,16 @@ export type LedgerOwnerKind = (typeof LEDGER_OWNER_KINDS)[number];
 export const USER_ACCOUNT_KINDS = ["user_free", "user_paid"] as const;
 /**
  * Accounts of the node: the usage revenue, the source of granted free tokens, money received
- * from payment providers before it is credited, and refunds paid out.
+ * from payment providers before it is credited, refunds paid out, the source of the monthly free
+ * allowance, and the free tokens that expired at the end of a month.
  */
 export const SYSTEM_ACCOUNT_KINDS = [
   "revenue_usage",
   "faucet",
   "payments_clearing",
   "refunds",
+  "free_allowance",
+  "expired_free",
 ] as const;
 export const LEDGER_ACCOUNT_KINDS = [...USER_ACCOUNT_KINDS, ...SYSTEM_ACCOUNT_KINDS] as const;
 export type UserAccountKind = (typeof USER_ACCOUNT_KINDS)[number];

@@ -1,0 +1,492 @@
+import { randomUUID } from "node:crypto";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { eq } from "drizzle-orm";
+import { Hono } from "hono";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { buildNodeInfo } from "../../federation/nodeinfo.ts";
+import { type FakeEmqxBridges, startFakeEmqxBridges } from "../../test/fakes/emqx-bridges.ts";
+import { createTestDatabase, type TestDatabase } from "../../test/postgres.ts";
+import { type Config, loadConfig } from "../config.ts";
+import {
+  billingRuns,
+  gradingRuns,
+  ledgerTransactions,
+  repos,
+  unitBillingState,
+  unitGrades,
+  unitNodes,
+  units,
+  userNotices,
+  users,
+} from "../db/schema/index.ts";
+import { handleApiError, validationHook } from "../http/api/failures.ts";
+import { requireAdminToken } from "../http/auth.ts";
+import { EmqxTransport } from "../metering/emqx/transport.ts";
+import {
+  openSystemAccount,
+  openUserAccounts,
+  postTransaction,
+  verifyLedger,
+} from "../money/ledger/index.ts";
+import { PostgresTimeSeriesStore } from "../timeseries/postgres/store.ts";
+import { runBillingCheck } from "./job.ts";
+import { registerBillingRoutes } from "./routes.ts";
+import { grantMonthlyAllowances, runUsageBilling } from "./run.ts";
+import { applyPendingBrokerChanges, resumeFundedOwners } from "./stopping.ts";
+import { EmqxUnitAccess } from "./unit-access.ts";
+
+const ADMIN_TOKEN = "billing-test-admin-token-0123456789abcdef";
+const DOMAIN = "unit.example.com";
+const HOUR = new Date("2027-03-01T10:00:00Z");
+
+let database: TestDatabase;
+let emqx: FakeEmqxBridges;
+let config: Config;
+let app: Hono;
+let dependencies: Parameters<typeof runUsageBilling>[0];
+
+function admin(method: string, body?: unknown, headers: Record<string, string> = {}): RequestInit {
+  const all: Record<string, string> = { authorization: `Bearer ${ADMIN_TOKEN}`, ...headers };
+  if (body === undefined) return { method, headers: all };
+  all["content-type"] = "application/json";
+  return { method, headers: all, body: JSON.stringify(body) };
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase(inject("postgresAdminUrl"), "billing");
+  emqx = await startFakeEmqxBridges();
+  // Capacity 1 MPS is 3600 messages per hour and 0.1 MPS free is 360, so 1800 messages cost
+  // floor(100 · 1800² / 1800²) − floor(100 · 360² / 3240²) = 100 − 1 = 99 tokens.
+  config = loadConfig({
+    PU_NODE_ENV: "test",
+    PU_NODE_ORIGIN: "https://node.example.com",
+    PU_NODE_PEPEUNIT_DOMAIN: DOMAIN,
+    PU_NODE_CAPACITY_MPS: "1",
+    PU_NODE_FREE_MPS: "0.1",
+    PU_NODE_HALF_CAPACITY_PRICE: "100",
+    PU_NODE_MONTHLY_FREE_TOKENS: "50",
+    PU_NODE_BILLING_ENABLED: "true",
+  });
+  const access = new EmqxUnitAccess(
+    new EmqxTransport({ url: emqx.url, apiKey: emqx.apiKey, apiSecret: emqx.apiSecret }),
+    DOMAIN,
+  );
+  dependencies = {
+    db: database.db,
+    config,
+    store: new PostgresTimeSeriesStore(database.db),
+    access,
+  };
+  const api = new OpenAPIHono({ defaultHook: validationHook });
+  api.onError(handleApiError);
+  registerBillingRoutes(
+    api,
+    dependencies,
+    requireAdminToken(ADMIN_TOKEN),
+    () => new Date("2027-03-01T12:30:00Z"),
+  );
+  app = new Hono();
+  app.route("/api/v1", api);
+});
+
+afterAll(async () => {
+  await emqx?.stop();
+  await database?.drop();
+});
+
+beforeEach(async () => {
+  await database.pool.query(
+    "truncate billing_settings, billing_settings_history, billing_runs, unit_grades, grading_runs cascade",
+  );
+  emqx.allRules = [{ topic: "other/#", permission: "deny", action: "all" }];
+});
+
+interface Fixture {
+  userId: string;
+  unitId: string;
+  nodeId: string;
+}
+
+async function createUnit(): Promise<Fixture> {
+  const db = database.db;
+  const [user] = await db
+    .insert(users)
+    .values({ login: `u-${randomUUID()}` })
+    .returning();
+  const userId = (user as { id: string }).id;
+  const [repo] = await db
+    .insert(repos)
+    .values({
+      name: `r-${randomUUID()}`,
+      repositoryUrl: "https://git.example.com/r",
+      platform: "Gitlab",
+    })
+    .returning();
+  const [unit] = await db
+    .insert(units)
+    .values({ repoId: (repo as { id: string }).id, ownerId: userId, name: `unit-${randomUUID()}` })
+    .returning();
+  const unitId = (unit as { id: string }).id;
+  const [node] = await db
+    .insert(unitNodes)
+    .values({ unitId, type: "Output", topicName: "temp/pepeunit" })
+    .returning();
+  return { userId, unitId, nodeId: (node as { id: string }).id };
+}
+
+/** Stores a completed grading run of `hour` with the Units' percentiles and message counts. */
+async function grade(
+  hour: Date,
+  grades: { unitId: string; percentile: number; messages: number }[],
+) {
+  const [run] = await database.db
+    .insert(gradingRuns)
+    .values({
+      hour,
+      trigger: "manual",
+      status: "completed",
+      instanceStatus: "green",
+      parameters: {},
+      figures: {},
+      finishedAt: new Date(),
+    })
+    .returning();
+  await database.db.insert(unitGrades).values(
+    grades.map((item) => ({
+      hour,
+      unitId: item.unitId,
+      runId: (run as { id: string }).id,
+      colour: "green" as const,
+      percentile: item.percentile,
+      meanMps: item.messages / 3600,
+      peakMps: item.messages / 3600,
+      messages: item.messages,
+      bytes: item.messages * 10,
+      activeSamples: 12,
+      hot: false,
+    })),
+  );
+}
+
+async function creditPaid(userId: string, amount: bigint): Promise<void> {
+  const { paid } = await openUserAccounts(database.db, userId);
+  const clearing = await openSystemAccount(database.db, "payments_clearing");
+  await postTransaction(database.db, {
+    idempotencyKey: `test-credit-${randomUUID()}`,
+    kind: "test",
+    entries: [
+      { accountId: clearing.id, amount: -amount },
+      { accountId: paid.id, amount },
+    ],
+  });
+}
+
+async function balance(userId: string): Promise<bigint> {
+  const { free, paid } = await openUserAccounts(database.db, userId);
+  return free.balance + paid.balance;
+}
+
+async function usageCharges(unitId: string) {
+  return (await database.db.select().from(ledgerTransactions)).filter(
+    (row) => row.kind === "usage" && row.metadata.unitId === unitId,
+  );
+}
+
+describe("billing settings", () => {
+  it("starts from the configuration", async () => {
+    const response = await app.request("/api/v1/billing/settings", admin("GET"));
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({
+      enabled: true,
+      monthlyAllowance: "50",
+      region: "default",
+      regionPrices: { default: "100" },
+      instancePrice: null,
+      halfCapacityPrice: "100",
+      unitYellowPercentile: 50,
+      unitRedPercentile: 80,
+      updatedBy: "config",
+    });
+  });
+
+  it("records each change in the history", async () => {
+    const change = await app.request(
+      "/api/v1/billing/settings",
+      admin("PUT", { monthlyAllowance: 70, instancePrice: "40" }, { "x-changed-by": "alice" }),
+    );
+    expect(change.status).toBe(200);
+    expect(await change.json()).toMatchObject({
+      monthlyAllowance: "70",
+      halfCapacityPrice: "40",
+      updatedBy: "alice",
+    });
+    await app.request("/api/v1/billing/settings", admin("PUT", { enabled: false }));
+    // A change to the same values writes no history row.
+    await app.request("/api/v1/billing/settings", admin("PUT", { enabled: false }));
+
+    const response = await app.request("/api/v1/billing/settings/history", admin("GET"));
+    const { items } = (await response.json()) as {
+      items: { changedBy: string; changedFields: string[]; previous: unknown }[];
+    };
+    expect(items.map((item) => item.changedBy)).toEqual(["admin", "alice", "config"]);
+    expect(items[0]?.changedFields).toEqual(["enabled"]);
+    expect(items[1]?.changedFields).toEqual(["monthlyAllowance", "instancePrice"]);
+    expect(items[2]?.previous).toBeNull();
+  });
+
+  it("rejects an invalid change", async () => {
+    const response = await app.request(
+      "/api/v1/billing/settings",
+      admin("PUT", { unitYellowPercentile: 90 }),
+    );
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { message: string } };
+    expect(body.error.message).toMatch(/unitYellowPercentile: 90 must be below unitRedPercentile/);
+  });
+
+  it("requires the admin token", async () => {
+    const response = await app.request("/api/v1/billing/settings");
+    expect(response.status).toBe(401);
+  });
+});
+
+describe("monthly allowance", () => {
+  it("grants once per month when run twice", async () => {
+    const { userId } = await createUnit();
+    const now = new Date("2027-04-01T00:05:00Z");
+    expect(await grantMonthlyAllowances(dependencies, now)).toBeGreaterThanOrEqual(1);
+    await grantMonthlyAllowances(dependencies, now);
+    expect(await balance(userId)).toBe(50n);
+    const keys = (await database.db.select().from(ledgerTransactions)).filter(
+      (row) => row.idempotencyKey === `free:${userId}:2027-04`,
+    );
+    expect(keys).toHaveLength(1);
+  });
+
+  it("grants nothing while monetisation is off", async () => {
+    await app.request("/api/v1/billing/settings", admin("PUT", { enabled: false }));
+    const { userId } = await createUnit();
+    expect(await grantMonthlyAllowances(dependencies, new Date("2027-05-01T00:05:00Z"))).toBe(0);
+    expect(await balance(userId)).toBe(0n);
+  });
+});
+
+describe("hourly billing", () => {
+  it("charges a red Unit once when run twice", async () => {
+    const red = await createUnit();
+    const green = await createUnit();
+    await creditPaid(red.userId, 1000n);
+    await creditPaid(green.userId, 1000n);
+    await grade(HOUR, [
+      { unitId: red.unitId, percentile: 90, messages: 1800 },
+      { unitId: green.unitId, percentile: 0, messages: 1800 },
+    ]);
+
+    const first = await app.request(
+      "/api/v1/billing/run",
+      admin("POST", { hour: HOUR.toISOString() }),
+    );
+    expect(first.status).toBe(200);
+    expect(await first.json()).toMatchObject({
+      status: "completed",
+      charged: 1,
+      total: "99",
+      failures: 0,
+    });
+    const second = await runUsageBilling(dependencies, { hour: HOUR, trigger: "manual" });
+    expect(second.charged).toBe(0);
+    expect(second.total).toBe(0n);
+
+    expect(await balance(red.userId)).toBe(901n);
+    expect(await balance(green.userId)).toBe(1000n);
+    expect(await usageCharges(red.unitId)).toHaveLength(1);
+    await verifyLedger(database.db);
+  });
+
+  it("charges nothing while monetisation is off", async () => {
+    await app.request("/api/v1/billing/settings", admin("PUT", { enabled: false }));
+    const unit = await createUnit();
+    await creditPaid(unit.userId, 1000n);
+    await grade(HOUR, [{ unitId: unit.unitId, percentile: 90, messages: 1800 }]);
+    const run = await runUsageBilling(dependencies, { hour: HOUR, trigger: "manual" });
+    expect(run.status).toBe("skipped");
+    expect(await balance(unit.userId)).toBe(1000n);
+    expect(await usageCharges(unit.unitId)).toHaveLength(0);
+  });
+
+  it("rejects an hour without grades", async () => {
+    const response = await app.request(
+      "/api/v1/billing/run",
+      admin("POST", { hour: "2027-03-01T09:00:00Z" }),
+    );
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { message: string } };
+    expect(body.error.message).toMatch(/has no completed grading run/);
+  });
+
+  it("stops, revokes, notices and resumes a Unit", async () => {
+    const unit = await createUnit();
+    await creditPaid(unit.userId, 30n);
+    await grade(HOUR, [{ unitId: unit.unitId, percentile: 95, messages: 1800 }]);
+
+    await runUsageBilling(dependencies, { hour: HOUR, trigger: "schedule" });
+    expect(await balance(unit.userId)).toBe(0n);
+    const [state] = await database.db
+      .select()
+      .from(unitBillingState)
+      .where(eq(unitBillingState.unitId, unit.unitId));
+    expect(state).toMatchObject({
+      state: "stopped",
+      reason: "balance_exhausted",
+      brokerApplied: true,
+    });
+    expect(emqx.allRules).toContainEqual({
+      topic: `${DOMAIN}/${unit.nodeId}/#`,
+      permission: "deny",
+      action: "all",
+    });
+    expect(emqx.allRules).toContainEqual({
+      topic: `${DOMAIN}/+/${unit.unitId}/+/pepeunit`,
+      permission: "deny",
+      action: "all",
+    });
+    expect(emqx.allRules).toContainEqual({ topic: "other/#", permission: "deny", action: "all" });
+    const notices = await database.db
+      .select()
+      .from(userNotices)
+      .where(eq(userNotices.userId, unit.userId));
+    expect(notices).toHaveLength(1);
+    expect(notices[0]?.textEn).toMatch(/is stopped: the balance could not pay/);
+    expect(notices[0]?.textRu).toMatch(/остановлен/);
+
+    // A rerun charges and notices nothing more.
+    await runUsageBilling(dependencies, { hour: HOUR, trigger: "manual" });
+    expect(await usageCharges(unit.unitId)).toHaveLength(1);
+
+    // No resume without money.
+    expect(await resumeFundedOwners(dependencies)).toEqual([]);
+    await creditPaid(unit.userId, 10n);
+    expect(await resumeFundedOwners(dependencies)).toEqual([unit.unitId]);
+    const [resumed] = await database.db
+      .select()
+      .from(unitBillingState)
+      .where(eq(unitBillingState.unitId, unit.unitId));
+    expect(resumed).toMatchObject({ state: "active", brokerApplied: true });
+    expect(emqx.allRules).toEqual([{ topic: "other/#", permission: "deny", action: "all" }]);
+  });
+
+  it("retries a failed broker change", async () => {
+    const unit = await createUnit();
+    await grade(HOUR, [{ unitId: unit.unitId, percentile: 95, messages: 1800 }]);
+    emqx.scriptedResponses.push({
+      status: 503,
+      body: JSON.stringify({ code: "SERVICE_UNAVAILABLE", message: "busy" }),
+    });
+    await runUsageBilling(dependencies, { hour: HOUR, trigger: "manual" });
+    const [failed] = await database.db
+      .select()
+      .from(unitBillingState)
+      .where(eq(unitBillingState.unitId, unit.unitId));
+    expect(failed?.state).toBe("stopped");
+    expect(failed?.brokerApplied).toBe(false);
+    expect(failed?.brokerError).toMatch(/503/);
+    expect(emqx.allRules).toHaveLength(1);
+
+    await applyPendingBrokerChanges(dependencies);
+    const [applied] = await database.db
+      .select()
+      .from(unitBillingState)
+      .where(eq(unitBillingState.unitId, unit.unitId));
+    expect(applied?.brokerApplied).toBe(true);
+    expect(emqx.allRules).toHaveLength(3);
+  });
+
+  it("charges the whole balance at capacity", async () => {
+    const unit = await createUnit();
+    await creditPaid(unit.userId, 12_345n);
+    await grade(HOUR, [{ unitId: unit.unitId, percentile: 99, messages: 3600 }]);
+    const run = await runUsageBilling(dependencies, { hour: HOUR, trigger: "manual" });
+    expect(run.total).toBe(12_345n);
+    const [state] = await database.db
+      .select()
+      .from(unitBillingState)
+      .where(eq(unitBillingState.unitId, unit.unitId));
+    expect(state?.reason).toBe("load_at_capacity");
+  });
+
+  it("resumes a Unit after a faucet grant", async () => {
+    const unit = await createUnit();
+    await grade(HOUR, [{ unitId: unit.unitId, percentile: 95, messages: 1800 }]);
+    await runUsageBilling(dependencies, { hour: HOUR, trigger: "manual" });
+    expect(emqx.allRules).toHaveLength(3);
+
+    const grant = { key: randomUUID(), tokens: 5, users: [unit.userId], reason: "test grant" };
+    const response = await app.request("/api/v1/billing/faucet", admin("POST", grant));
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ granted: 1, tokens: "5", resumedUnits: [unit.unitId] });
+    const replay = await app.request("/api/v1/billing/faucet", admin("POST", grant));
+    expect(replay.status).toBe(200);
+    expect(await balance(unit.userId)).toBe(5n);
+    expect(emqx.allRules).toHaveLength(1);
+
+    const conflict = await app.request(
+      "/api/v1/billing/faucet",
+      admin("POST", { ...grant, tokens: 6 }),
+    );
+    expect(conflict.status).toBe(409);
+  });
+
+  it("rejects a faucet grant to an unknown user", async () => {
+    const response = await app.request(
+      "/api/v1/billing/faucet",
+      admin("POST", { key: "k", tokens: 1, users: [randomUUID()], reason: "x" }),
+    );
+    expect(response.status).toBe(400);
+  });
+});
+
+describe("billing job", () => {
+  it("bills a graded hour once per check", async () => {
+    const unit = await createUnit();
+    await creditPaid(unit.userId, 1000n);
+    const now = new Date("2027-03-01T11:05:00Z");
+    await grade(HOUR, [{ unitId: unit.unitId, percentile: 90, messages: 1800 }]);
+    await runBillingCheck({ ...dependencies, clock: () => now });
+    await runBillingCheck({ ...dependencies, clock: () => now });
+    const runs = await database.db.select().from(billingRuns).where(eq(billingRuns.kind, "usage"));
+    expect(runs).toHaveLength(1);
+    expect(await usageCharges(unit.unitId)).toHaveLength(1);
+    const aggregation = await database.db
+      .select()
+      .from(billingRuns)
+      .where(eq(billingRuns.kind, "aggregation"));
+    expect(aggregation.map((run) => run.period.toISOString())).toEqual([
+      "2027-02-28T00:00:00.000Z",
+    ]);
+  });
+});
+
+describe("NodeInfo monetisation", () => {
+  it("publishes the settings", async () => {
+    await app.request(
+      "/api/v1/billing/settings",
+      admin("PUT", { region: "eu-west", regionPrices: { default: 100, "eu-west": 80 } }),
+    );
+    const info = await buildNodeInfo(database.db, config);
+    const pepeunit = (info.metadata as { pepeunit: { monetisation: Record<string, unknown> } })
+      .pepeunit;
+    expect(pepeunit.monetisation).toMatchObject({
+      enabled: true,
+      monthlyFreeTokens: "50",
+      region: "eu-west",
+      halfCapacityPrice: "80",
+      regionPrices: { default: "100", "eu-west": "80" },
+      capacityMps: 1,
+      freeMps: 0.1,
+      unitYellowPercentile: 50,
+      unitRedPercentile: 80,
+      instanceStatus: null,
+    });
+  });
+});

@@ -1,8 +1,8 @@
 /**
- * MQTT bridges between node processes, each with its own Mosquitto: the nodes agree on a bridge
- * over ActivityPub and configure their brokers, A's Output messages reach B, a flood gets A's
- * topic banned and then A itself, the bans end after their expiry (B restarts with its clock
- * moved by libfaketime), and an instance on A's deny list can neither deliver, be fetched nor
+ * MQTT bridges between node processes, each with its own Mosquitto. The nodes agree on a bridge
+ * over ActivityPub and configure their brokers, so A's Output messages reach B. A flood gets A's
+ * topic banned and then A itself. The bans end after their expiry, when B restarts with its
+ * clock moved by libfaketime. An instance on A's deny list can neither deliver, be fetched nor
  * bridge.
  *
  * Every node and broker listens on its own loopback address (127.0.0.11, .12, .13), so the
@@ -275,9 +275,9 @@ describe("bridges between node processes", () => {
     expect(ban.evidence).toMatchObject({ limit: MAX_MPS, windowSeconds: WINDOW_SECONDS });
     expect(Number(ban.evidence.count)).toBeGreaterThan(MAX_MPS);
 
-    const shown = await nodeB.api<Bridge>("GET", `/bridges/${bridgeId}`);
-    expect(shown.body.routes.find((route) => route.topic === flooded)?.banned).toBe(true);
-    expect(shown.body.routes.find((route) => route.topic === other)?.banned).toBe(false);
+    const bridgeOnB = await nodeB.api<Bridge>("GET", `/bridges/${bridgeId}`);
+    expect(bridgeOnB.body.routes.find((route) => route.topic === flooded)?.banned).toBe(true);
+    expect(bridgeOnB.body.routes.find((route) => route.topic === other)?.banned).toBe(false);
 
     // B's tap meters the bridged traffic under A's domain and topic, as foreign load.
     const metered = await eventually("B's tap to store the flood", async () => {
@@ -421,7 +421,7 @@ describe("an instance on the deny list", () => {
     expect(follow.status).toBe(502);
     expect(follow.body.error.message).toContain("suspended");
 
-    // C cannot bridge: A answers C's signed fetch of its actor with 403, so no Offer is made.
+    // C cannot bridge: A rejects C's signed fetch of its actor with 403, so no Offer is made.
     const offer = await nodeC.api<{ error: { code: string } }>("POST", "/bridges", {
       peer: nodeA.origin,
       routes: [{ unitNodeId: outputs[0], qos: 0 }],

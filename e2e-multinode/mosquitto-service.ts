@@ -1,8 +1,9 @@
 /**
- * A Mosquitto broker run the way a node's Mosquitto bridge driver expects on a server: a local
- * listener for the instance, a peer listener with the password and ACL files the node writes, an
- * `include_dir` with the node's bridge file, and shell commands that restart and reload it. A
- * small shell loop restarts the broker whenever it exits, as systemd would, until `dispose()`.
+ * A Mosquitto broker set up the way the node's Mosquitto bridge driver expects on a server. It
+ * has a local listener for the instance and a peer listener with the password and ACL files that
+ * the node writes. Its `include_dir` holds the node's bridge file, and shell commands restart and
+ * reload it. A small shell loop restarts the broker whenever it exits, as systemd would, until
+ * `dispose()`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";

@@ -114,7 +114,7 @@ const ReconciliationSchema = z
   })
   .openapi("BridgeReconciliation");
 
-/** What the policy says about a bridge now: the banned topics and whether the peer is suspended. */
+/** The policy state of bridges now: the banned topics and which peers are suspended. */
 interface BridgePolicyView {
   bannedTopics: ReadonlySet<string>;
   isSuspended: (host: string) => boolean;

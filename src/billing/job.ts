@@ -4,7 +4,7 @@
  * previous day's aggregation topics. Then it resumes Units whose owners can pay again and retries
  * broker changes that failed.
  */
-import { and, desc, eq, gte } from "drizzle-orm";
+import { and, desc, eq, gte, sql } from "drizzle-orm";
 import type pg from "pg";
 import { AdvisoryLockHolder } from "../db/advisory-lock.ts";
 import { type BillingRunKind, billingRuns, gradingRuns } from "../db/schema/index.ts";
@@ -31,7 +31,10 @@ export interface BillingJobOptions extends BillingDependencies {
   clock?: () => Date;
 }
 
-/** Returns whether the job should bill `period` now: no settled run, and no recent failure. */
+/**
+ * Returns whether the job should bill `period` now: no settled run, or a run that failed, died
+ * or left retryable charge failures at least {@link RETRY_DELAY_MS} ago.
+ */
 async function isDue(
   options: BillingDependencies,
   kind: BillingRunKind,
@@ -39,18 +42,24 @@ async function isDue(
   now: Date,
 ): Promise<boolean> {
   const [latest] = await options.db
-    .select({ status: billingRuns.status, startedAt: billingRuns.startedAt })
+    .select({
+      status: billingRuns.status,
+      startedAt: billingRuns.startedAt,
+      retryableFailures: sql<boolean>`jsonb_path_exists(${billingRuns.details}, '$.failures[*] ? (@.retryable == true)')`,
+    })
     .from(billingRuns)
     .where(and(eq(billingRuns.kind, kind), eq(billingRuns.period, period)))
     .orderBy(desc(billingRuns.startedAt))
     .limit(1);
   if (latest === undefined) return true;
-  if (latest.status === "failed")
-    return now.getTime() - latest.startedAt.getTime() >= RETRY_DELAY_MS;
+  const retryDue = now.getTime() - latest.startedAt.getTime() >= RETRY_DELAY_MS;
+  if (latest.status === "failed") return retryDue;
   // A `running` row without a finish belongs to a process that died mid-run. Its charges are
   // idempotent, so billing the period again after the retry delay finishes it.
-  if (latest.status === "running")
-    return now.getTime() - latest.startedAt.getTime() >= RETRY_DELAY_MS;
+  if (latest.status === "running") return retryDue;
+  // A completed run whose charges lost races to concurrent spends after every attempt: the
+  // next run charges only those, because the others are found in the ledger.
+  if (latest.status === "completed" && latest.retryableFailures) return retryDue;
   return false;
 }
 

@@ -12,8 +12,6 @@ import {
   type BillingTrigger,
   billingRuns,
   gradingRuns,
-  unitBillingState,
-  unitGrades,
   unitNodes,
   units,
   users,
@@ -23,18 +21,22 @@ import {
   aggregationDayCharge,
   aggregationPostingKey,
   type BillingSettings,
-  billingColour,
-  chargeUser,
   effectiveHalfCapacityPrice,
   grantMonthlyAllowance,
   monthKey,
   settingsJson,
-  unitHourCharge,
-  usagePostingKey,
 } from "../money/billing/index.ts";
 import type { TimeSeriesStore } from "../timeseries/store.ts";
+import { chargeWithRetry, MAX_CHARGE_ATTEMPTS } from "./charge-retry.ts";
 import { loadBillingSettings } from "./settings-store.ts";
-import { type StoppingDependencies, stopUnit } from "./stopping.ts";
+import type { StoppingDependencies } from "./stopping.ts";
+import {
+  createTally,
+  loadUsageGrades,
+  postUsageCharges,
+  priceUsageCharges,
+  type RunTally,
+} from "./usage-charges.ts";
 
 const logger = getNodeLogger("money", "billing");
 
@@ -49,13 +51,6 @@ export class BillingInputError extends Error {
     super(message);
     this.name = "BillingInputError";
   }
-}
-
-interface RunTally {
-  charged: number;
-  total: bigint;
-  failures: { id: string; error: string }[];
-  stopped: string[];
 }
 
 async function startRun(
@@ -91,6 +86,7 @@ async function finishRun(
   db: Database,
   run: BillingRunRow,
   tally: RunTally,
+  extraDetails: Record<string, unknown> = {},
 ): Promise<BillingRunRow> {
   const [finished] = await db
     .update(billingRuns)
@@ -99,18 +95,26 @@ async function finishRun(
       charged: tally.charged,
       total: tally.total,
       failures: tally.failures.length,
-      details: { ...run.details, failures: tally.failures, stoppedUnits: tally.stopped },
+      details: {
+        ...run.details,
+        ...extraDetails,
+        failures: tally.failures,
+        stoppedUnits: tally.stopped,
+        retries: tally.retries,
+      },
       finishedAt: sql`clock_timestamp()`,
     })
     .where(eq(billingRuns.id, run.id))
     .returning();
   logger.info(
-    "Billing run {runId} completed: {charged} charged, {total} tokens, {failures} failures, {stopped} Units stopped",
+    "Billing run {runId} completed: {charged} charged, {total} tokens, {failures} failures ({retryable} retryable), {retries} retries, {stopped} Units stopped",
     {
       runId: run.id,
       charged: tally.charged,
       total: tally.total,
       failures: tally.failures.length,
+      retryable: tally.failures.filter((failure) => failure.retryable).length,
+      retries: tally.retries,
       stopped: tally.stopped.length,
     },
   );
@@ -135,6 +139,21 @@ async function failRun(db: Database, run: BillingRunRow, error: unknown): Promis
     });
 }
 
+export interface UsageRunRequest {
+  hour: Date;
+  trigger: BillingTrigger;
+  /** Owners charged in parallel, {@link DEFAULT_CHARGE_CONCURRENCY} when omitted. */
+  concurrency?: number;
+  /** Attempts of one charge, {@link MAX_CHARGE_ATTEMPTS} when omitted. */
+  maxChargeAttempts?: number;
+}
+
+/**
+ * Owners charged in parallel by an hourly run. Every charge locks the one `revenue_usage`
+ * account, so more connections add little (docs/benchmarks.md, "Hourly billing run").
+ */
+export const DEFAULT_CHARGE_CONCURRENCY = 1;
+
 /**
  * Charges every yellow and red Unit of the graded `hour` for its load. Raises
  * {@link BillingInputError} when the hour has no completed grading run. With monetisation off
@@ -142,7 +161,7 @@ async function failRun(db: Database, run: BillingRunRow, error: unknown): Promis
  */
 export async function runUsageBilling(
   dependencies: BillingDependencies,
-  request: { hour: Date; trigger: BillingTrigger },
+  request: UsageRunRequest,
 ): Promise<BillingRunRow> {
   const { db, config } = dependencies;
   const [graded] = await db
@@ -160,19 +179,10 @@ export async function runUsageBilling(
   if (!settings.enabled) return run;
 
   try {
-    const tally: RunTally = { charged: 0, total: 0n, failures: [], stopped: [] };
-    const grades = await db
-      .select({
-        unitId: unitGrades.unitId,
-        percentile: unitGrades.percentile,
-        messages: unitGrades.messages,
-        ownerId: units.ownerId,
-        stopKey: unitBillingState.chargeKey,
-      })
-      .from(unitGrades)
-      .innerJoin(units, eq(units.id, unitGrades.unitId))
-      .leftJoin(unitBillingState, eq(unitBillingState.unitId, unitGrades.unitId))
-      .where(eq(unitGrades.hour, request.hour));
+    const tally = createTally();
+    const loadStarted = performance.now();
+    const grades = await loadUsageGrades(db, request.hour);
+    const pricingStarted = performance.now();
     // NOTE: the signed load report publishes PU_NODE_PRICE_PER_MPS and the other grade
     // parameters from the configuration, while charges use these settings and the curve with K.
     const priceSettings = {
@@ -180,62 +190,28 @@ export async function runUsageBilling(
       freeMps: settings.freeMps,
       halfCapacityPrice: effectiveHalfCapacityPrice(settings),
     };
-
-    for (const grade of grades) {
-      const colour = billingColour(grade.percentile, settings);
-      if (colour === "green") continue;
-      const key = usagePostingKey(grade.unitId, request.hour);
-      // A Unit stopped by this very charge was settled by an earlier attempt.
-      if (grade.stopKey === key) continue;
-      try {
-        if (grade.ownerId === null) throw new Error(`Unit ${grade.unitId} has no owner to charge`);
-        const charge = unitHourCharge(BigInt(grade.messages), priceSettings);
-        const outcome = await chargeUser(db, {
-          userId: grade.ownerId,
-          idempotencyKey: key,
-          price: charge.price,
-          kind: "usage",
-          description: `Load of Unit ${grade.unitId} in ${request.hour.toISOString()}`,
-          metadata: {
-            unitId: grade.unitId,
-            hour: request.hour.toISOString(),
-            colour,
-            messages: charge.messages.toString(),
-            freeMessages: charge.freeMessages.toString(),
-            capacityMessages: charge.capacityMessages.toString(),
-          },
-        });
-        if (outcome.status === "charged") {
-          tally.charged += 1;
-          tally.total += outcome.charged;
-        }
-        const exhausted =
-          outcome.status === "exhausted" ||
-          (outcome.status === "already_charged" && outcome.exhausted);
-        if (outcome.status === "exhausted") {
-          if (outcome.charged > 0n) tally.charged += 1;
-          tally.total += outcome.charged;
-        }
-        if (exhausted) {
-          await stopUnit(dependencies, {
-            unitId: grade.unitId,
-            ownerId: grade.ownerId,
-            reason: charge.price.kind === "unbounded" ? "load_at_capacity" : "balance_exhausted",
-            chargeKey: key,
-            charged: outcome.status === "exhausted" ? outcome.charged : 0n,
-          });
-          tally.stopped.push(grade.unitId);
-        }
-      } catch (error) {
-        logger.error("Charging Unit {unitId} for hour {hour} failed: {error}", {
-          unitId: grade.unitId,
-          hour: request.hour.toISOString(),
-          error,
-        });
-        tally.failures.push({ id: grade.unitId, error: String(error) });
-      }
-    }
-    return await finishRun(db, run, tally);
+    const pending = priceUsageCharges(grades, request.hour, settings, priceSettings, tally);
+    const postingStarted = performance.now();
+    await postUsageCharges(
+      dependencies,
+      pending,
+      {
+        hour: request.hour,
+        concurrency: request.concurrency ?? DEFAULT_CHARGE_CONCURRENCY,
+        maxAttempts: request.maxChargeAttempts ?? MAX_CHARGE_ATTEMPTS,
+      },
+      tally,
+    );
+    const finished = performance.now();
+    return await finishRun(db, run, tally, {
+      grades: grades.length,
+      pendingCharges: pending.length,
+      timingsMs: {
+        loadingGrades: Math.round(pricingStarted - loadStarted),
+        pricing: Math.round(postingStarted - pricingStarted),
+        posting: Math.round(finished - postingStarted),
+      },
+    });
   } catch (error) {
     await failRun(db, run, error);
     throw error;
@@ -257,7 +233,7 @@ export async function runAggregationBilling(
   if (!settings.enabled) return run;
 
   try {
-    const tally: RunTally = { charged: 0, total: 0n, failures: [], stopped: [] };
+    const tally = createTally();
     const snapshot = await store.latestAggregationSpace();
     const perNode = new Map<string, { rows: number; bytes: number }>();
     for (const entry of snapshot?.unitNodes ?? []) {
@@ -291,14 +267,25 @@ export async function runAggregationBilling(
     for (const [userId, count] of topicUnits) {
       try {
         const amount = aggregationDayCharge(count, settings);
-        const outcome = await chargeUser(db, {
-          userId,
-          idempotencyKey: aggregationPostingKey(userId, request.day),
-          price: { kind: "finite", amount },
-          kind: "aggregation",
-          description: `Aggregation topics of ${request.day.toISOString().slice(0, 10)}`,
-          metadata: { day: request.day.toISOString().slice(0, 10), topicUnits: count },
-        });
+        const { outcome } = await chargeWithRetry(
+          db,
+          {
+            userId,
+            idempotencyKey: aggregationPostingKey(userId, request.day),
+            price: { kind: "finite", amount },
+            kind: "aggregation",
+            description: `Aggregation topics of ${request.day.toISOString().slice(0, 10)}`,
+            metadata: { day: request.day.toISOString().slice(0, 10), topicUnits: count },
+          },
+          MAX_CHARGE_ATTEMPTS,
+          (attempt, error) => {
+            tally.retries += 1;
+            logger.warn(
+              "Charging aggregation topics of user {userId} lost a race with another spend, retrying (attempt {attempt} failed): {error}",
+              { userId, attempt, error },
+            );
+          },
+        );
         if (outcome.status === "charged" || outcome.status === "exhausted") {
           tally.charged += outcome.charged > 0n ? 1 : 0;
           tally.total += outcome.charged;
@@ -308,7 +295,7 @@ export async function runAggregationBilling(
           userId,
           error,
         });
-        tally.failures.push({ id: userId, error: String(error) });
+        tally.failures.push({ id: userId, error: String(error), retryable: true });
       }
     }
     return await finishRun(db, run, tally);

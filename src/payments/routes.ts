@@ -29,6 +29,7 @@ import {
   reconcilePayments,
 } from "../money/payments/index.ts";
 import type { PaymentProviders } from "./providers.ts";
+import { notifyPaymentCredit, type PaymentCreditListener } from "./resume-after-credit.ts";
 
 /** Path of the Crypto Pay webhook under `/api/v1`. */
 export const CRYPTOPAY_WEBHOOK_PATH = "/payments/cryptopay/webhook";
@@ -136,10 +137,16 @@ function providerOf(
 /** Registers the payment routes on an API app (mount point `/api/v1`). */
 export function registerPaymentRoutes(
   app: OpenAPIHono,
-  options: { db: DatabaseLike; providers: PaymentProviders; admin: MiddlewareHandler },
+  options: {
+    db: DatabaseLike;
+    providers: PaymentProviders;
+    admin: MiddlewareHandler;
+    /** Called after a webhook credited a payment; the node passes `resumeUnitsOnCredit`. */
+    onCredit?: PaymentCreditListener;
+  },
 ): void {
   const { db, providers, admin } = options;
-  registerCryptoPayWebhook(app, providers);
+  registerCryptoPayWebhook(app, providers, options.onCredit);
 
   // NOTE: only the administrator creates invoices, because the node has no user login yet and
   // no link between a Telegram account and a node user.
@@ -304,7 +311,11 @@ export function registerPaymentRoutes(
  * `POST /payments/cryptopay/webhook`. The body is read as raw bytes and its signature checked
  * before anything parses it, so the route is a plain Hono route without a body schema.
  */
-function registerCryptoPayWebhook(app: OpenAPIHono, providers: PaymentProviders): void {
+function registerCryptoPayWebhook(
+  app: OpenAPIHono,
+  providers: PaymentProviders,
+  onCredit: PaymentCreditListener | undefined,
+): void {
   app.openAPIRegistry.registerPath({
     method: "post",
     path: CRYPTOPAY_WEBHOOK_PATH,
@@ -342,6 +353,7 @@ function registerCryptoPayWebhook(app: OpenAPIHono, providers: PaymentProviders)
       );
     }
     if (result.kind === "invalid_body") throw new HttpError(400, "invalid_request", result.message);
+    if (onCredit !== undefined) await notifyPaymentCredit(result, onCredit);
     return c.json({ ok: true }, 200);
   });
 }

@@ -1,11 +1,13 @@
 /** Starts the payment jobs of a worker: the Telegram bot poller and the daily reconciliation. */
 import type pg from "pg";
+import { createUnitAccess } from "../billing/unit-access.ts";
 import type { Config } from "../config.ts";
 import { AdvisoryLockHolder } from "../db/advisory-lock.ts";
 import type { Database } from "../db/client.ts";
 import { runPeriodically } from "../jobs/loop.ts";
 import { reconcilePayments } from "../money/payments/index.ts";
 import { createPaymentProviders, trimSlash } from "./providers.ts";
+import { resumeUnitsOnCredit } from "./resume-after-credit.ts";
 import { createPaymentBot, runPaymentBot } from "./telegram-bot.ts";
 
 /** Advisory lock of the one worker that reconciles payments ("PURCNC"). */
@@ -27,6 +29,7 @@ export function startPaymentJobs(options: {
       token: telegramToken,
       apiRoot: trimSlash(config.payments.telegramApiRoot),
       provider: providers.telegramStars,
+      onCredit: resumeUnitsOnCredit({ db, access: createUnitAccess(config) }),
     });
     jobs.push(runPaymentBot({ bot, pool: options.pool, signal }));
   }

@@ -9,6 +9,7 @@ import type pg from "pg";
 import { AdvisoryLockHolder } from "../db/advisory-lock.ts";
 import { getNodeLogger } from "../logging.ts";
 import type { TelegramStarsProvider } from "../money/payments/index.ts";
+import { notifyPaymentCredit, type PaymentCreditListener } from "./resume-after-credit.ts";
 
 const logger = getNodeLogger("money", "payments", "bot");
 
@@ -25,10 +26,13 @@ export function createPaymentBot(options: {
   token: string;
   apiRoot: string;
   provider: TelegramStarsProvider;
+  /** Called after a `successful_payment` update credited tokens; the node resumes Units. */
+  onCredit?: PaymentCreditListener;
 }): Bot {
   const bot = new Bot(options.token, { client: { apiRoot: options.apiRoot } });
   bot.on(["pre_checkout_query", "message:successful_payment"], async (ctx) => {
-    await options.provider.handleNotification(ctx.update);
+    const result = await options.provider.handleNotification(ctx.update);
+    if (options.onCredit !== undefined) await notifyPaymentCredit(result, options.onCredit);
   });
   bot.catch((error) => {
     logger.error("Handling Telegram update {updateId} failed: {error}", {

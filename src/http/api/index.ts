@@ -9,6 +9,7 @@ import { registerIngestSecurityScheme } from "../../metering/channels/ingest-aut
 import { registerUsageIngestRoute } from "../../metering/channels/usage-route.ts";
 import { registerErrorIngestRoute } from "../../metering/errors/ingest.ts";
 import { createPaymentProviders } from "../../payments/providers.ts";
+import { resumeUnitsOnCredit } from "../../payments/resume-after-credit.ts";
 import { registerPaymentRoutes } from "../../payments/routes.ts";
 import type { NodeServices } from "../../services.ts";
 import { requireAdminToken } from "../auth.ts";
@@ -50,10 +51,12 @@ export function createApiRoutes(services: NodeServices): OpenAPIHono {
   registerBanRoutes(app, services, admin);
   registerGitHostRoutes(app, services, admin);
   registerBridgeRoutes(app, services, admin);
+  const unitAccess = createUnitAccess(services.config);
   registerPaymentRoutes(app, {
     db: services.db,
     providers: createPaymentProviders(services.config, services.db),
     admin,
+    onCredit: resumeUnitsOnCredit({ db: services.db, access: unitAccess }),
   });
   registerGradingRoutes(app, services, admin);
   registerLoadReportRoutes(app, services, admin);
@@ -63,7 +66,7 @@ export function createApiRoutes(services: NodeServices): OpenAPIHono {
       db: services.db,
       config: services.config,
       store: services.timeSeries,
-      access: createUnitAccess(services.config),
+      access: unitAccess,
     },
     admin,
   );

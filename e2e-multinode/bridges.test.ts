@@ -156,6 +156,22 @@ async function floodUntil<T>(
   );
 }
 
+/**
+ * Posts an unsigned Create to `target`'s shared inbox whose signature header claims `sender`'s
+ * key, so the policy gate decides on the claimed host before any verification.
+ */
+async function postClaimingKeyOf(target: HarnessNode, sender: HarnessNode): Promise<number> {
+  const response = await fetch(`${target.origin}/ap/inbox`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/activity+json",
+      signature: `keyId="${sender.origin}/ap/actors/instance#main-key",algorithm="rsa-sha256",headers="(request-target) host date",signature="AAAA"`,
+    },
+    body: JSON.stringify({ type: "Create", actor: `${sender.origin}/ap/actors/instance` }),
+  });
+  return response.status;
+}
+
 async function bansOnB(query: string): Promise<Ban[]> {
   const response = await nodeB.api<{ items: Ban[] }>("GET", `/policy/bans?${query}`);
   expect(response.status, JSON.stringify(response.body)).toBe(200);
@@ -338,15 +354,7 @@ describe.skipIf(missing !== undefined)(`bridges between node processes ${missing
       60_000,
       500,
     );
-    const delivery = await fetch(`${nodeB.origin}/ap/inbox`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/activity+json",
-        signature: `keyId="${nodeA.origin}/ap/actors/instance#main-key",algorithm="rsa-sha256",headers="(request-target) host date",signature="AAAA"`,
-      },
-      body: JSON.stringify({ type: "Create", actor: `${nodeA.origin}/ap/actors/instance` }),
-    });
-    expect(delivery.status).toBe(403);
+    expect(await postClaimingKeyOf(nodeB, nodeA)).toBe(403);
   }, 120_000);
 
   it("lifts the bans after their expiry", async () => {
@@ -410,15 +418,7 @@ describe.skipIf(missing !== undefined)(`an instance on the deny list ${missing ?
 
     // Once A's engine has the rule, C's deliveries get 403 before any parsing.
     await eventually("A's engine to load the rule", async () => {
-      const response = await fetch(`${nodeA.origin}/ap/inbox`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/activity+json",
-          signature: `keyId="${nodeC.origin}/ap/actors/instance#main-key",algorithm="rsa-sha256",headers="(request-target) host date",signature="AAAA"`,
-        },
-        body: JSON.stringify({ type: "Create", actor: `${nodeC.origin}/ap/actors/instance` }),
-      });
-      return response.status === 403 ? true : undefined;
+      return (await postClaimingKeyOf(nodeA, nodeC)) === 403 ? true : undefined;
     });
 
     // A never fetches from C.

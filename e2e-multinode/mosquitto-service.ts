@@ -1,7 +1,7 @@
 /**
  * A Mosquitto broker set up the way the node's Mosquitto bridge driver expects on a server. It
  * has a local listener for the instance and a peer listener with the password and ACL files that
- * the node writes. Its `include_dir` holds the node's bridge file, and shell commands restart and
+ * the node writes. Its `include_dir` contains the node's bridge file, and shell commands restart and
  * reload it. A small shell loop restarts the broker whenever it exits, as systemd would, until
  * `dispose()`.
  */

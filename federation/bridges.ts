@@ -3,8 +3,8 @@
  *
  * 1. The importer sends `Offer` to the exporter's instance actor, listing the exporter's Output
  *    UnitNodes it wants, each with QoS and a maximum rate (`pepeunit:bridgeRoute`).
- * 2. The exporter answers `Accept` with the broker address and credentials for this bridge and
- *    the terms it agreed to, or `Reject` with a reason. A later `Reject` withdraws an accepted
+ * 2. The exporter responds with `Accept`, carrying the broker address, the credentials for this
+ *    bridge and the terms it agreed to, or with `Reject` and a reason. A later `Reject` withdraws an accepted
  *    bridge.
  * 3. The importer ends a bridge with `Undo` of its Offer.
  *
@@ -17,6 +17,7 @@ import { and, eq } from "drizzle-orm";
 import { z } from "zod";
 import {
   type BridgeWithRoutes,
+  describeBridgedUnitNodes,
   exportUsername,
   findBridge,
   findBridgedUnitNodes,
@@ -378,7 +379,7 @@ export async function onBridgeOffer(
       ctx,
       offer,
       sender,
-      `already exported to you: ${duplicates.map((entry) => `${entry.unitNodeId} (bridge ${entry.bridgeId})`).join(", ")}`,
+      `already exported to you: ${describeBridgedUnitNodes(duplicates)}`,
     );
     return;
   }

@@ -1,7 +1,11 @@
 /** The {@link FederationPort} that the REST API uses to follow and unfollow other instances. */
 import { Follow, isActor, Undo } from "@fedify/vocab";
 import { eq, sql } from "drizzle-orm";
-import { findBridge, findBridgedUnitNodes } from "../src/bridges/store.ts";
+import {
+  describeBridgedUnitNodes,
+  findBridge,
+  findBridgedUnitNodes,
+} from "../src/bridges/store.ts";
 import type { Config } from "../src/config.ts";
 import type { Database } from "../src/db/client.ts";
 import { federatedRepos, outboundFollows, remoteActors } from "../src/db/schema/index.ts";
@@ -150,6 +154,7 @@ export function createFederationPort(
       if (routes.length === 0) throw new BridgeRequestError("A bridge needs at least one route");
       const { ctx, actor } = await lookUpActor(target);
       if (!actor.id) throw new FederationLookupError(target.href, "the actor has no id");
+
       const peerDomain = await readPeerDomain(actor);
       if (!peerDomain) {
         throw new FederationLookupError(
@@ -162,11 +167,9 @@ export function createFederationPort(
           `The peer's Pepeunit domain ${peerDomain} is this instance's own; a bridge carries only foreign topics`,
         );
       }
-      const unknown = await findUnknownOutputs(
-        db,
-        hostOf(actor.id),
-        routes.map((route) => route.unitNodeId),
-      );
+
+      const unitNodeIds = routes.map((route) => route.unitNodeId);
+      const unknown = await findUnknownOutputs(db, hostOf(actor.id), unitNodeIds);
       if (unknown.length > 0) {
         throw new BridgeRequestError(
           `Not a known Output UnitNode of ${hostOf(actor.id)}: ${unknown.join(", ")}; follow the instance so its public Units are in the catalogue, and pick UnitNodes of type Output`,
@@ -175,15 +178,15 @@ export function createFederationPort(
       const duplicates = await findBridgedUnitNodes(db, {
         role: "importer",
         peerHost: canonicalHost(actor.id.host),
-        unitNodeIds: routes.map((route) => route.unitNodeId),
+        unitNodeIds,
       });
       if (duplicates.length > 0) {
         throw new BridgeRequestError(
-          `Already bridged: ${duplicates.map((entry) => `${entry.unitNodeId} (bridge ${entry.bridgeId})`).join(", ")}; end that bridge first or leave these UnitNodes out`,
+          `Already bridged: ${describeBridgedUnitNodes(duplicates)}; end that bridge first or leave these UnitNodes out`,
         );
       }
-      const deps = { db, config, policy };
-      return await sendBridgeOffer(deps, ctx, actor, peerDomain, routes);
+
+      return await sendBridgeOffer({ db, config, policy }, ctx, actor, peerDomain, routes);
     },
 
     async endBridge(bridgeId: string, reason: string) {

@@ -86,7 +86,7 @@ export interface Config {
   readonly inboxBurst: number;
   /** Thresholds of automatic bans; `docs/policy.md` explains each condition. */
   readonly bans: BanThresholds;
-  /** Which broker runs MQTT bridges; `off` keeps agreements in the database only. */
+  /** The broker that runs MQTT bridges; `off` keeps agreements in the database only. */
   readonly bridgeDriver: BridgeDriverKind;
   /** The broker address other instances connect to for bridges this instance exports. */
   readonly bridgeBrokerUrl: URL | undefined;
@@ -122,7 +122,7 @@ export interface BillingConfig {
   readonly halfCapacityPrice: number;
   /** The region of this instance; its price is K until a region price is set. */
   readonly region: string;
-  /** How stopped Units lose MQTT access: EMQX authorization rules, or `off` (state only). */
+  /** The mechanism that takes MQTT access from stopped Units: EMQX authorization rules, or `off` (state only). */
   readonly unitAccessDriver: UnitAccessDriverKind;
 }
 

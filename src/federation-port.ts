@@ -49,12 +49,12 @@ export class BridgeRequestError extends Error {
   }
 }
 
-/** The target URL did not lead to an ActivityPub actor this node can follow. */
+/** The target URL did not lead to an ActivityPub actor this node can follow or bridge with. */
 export class FederationLookupError extends Error {
   readonly target: string;
 
   constructor(target: string, reason: string) {
-    super(`Cannot follow ${target}: ${reason}`);
+    super(`Cannot look up ${target}: ${reason}`);
     this.name = "FederationLookupError";
     this.target = target;
   }

@@ -23,7 +23,7 @@ const logger = getNodeLogger("federation", "inbox");
 /**
  * Runs a listener and drops the activity when it names an object or actor on a suspended host:
  * the guarded loaders raise {@link SuspendedHostError} instead of fetching it. The sender gets
- * 202, because a retry would not change the answer.
+ * 202, because a retry would get the same result.
  */
 function skippingSuspended<A extends Activity>(
   listener: (ctx: InboxContext<void>, activity: A) => Promise<void>,

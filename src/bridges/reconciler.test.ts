@@ -201,7 +201,7 @@ describe("reconcileBridges", () => {
     );
   }
 
-  /** A driver that keeps the applied state in memory and fails while `failWith` is set. */
+  /** Returns a driver that keeps the applied state in memory and fails while `failWith` is set. */
   function memoryDriver() {
     const driver = {
       kind: "mosquitto" as const,

@@ -11,7 +11,7 @@ import type { Database } from "../db/client.ts";
 import { runPeriodically } from "../jobs/loop.ts";
 import { getNodeLogger } from "../logging.ts";
 import { recordViolation } from "../policy/bans.ts";
-import { activeTopicBans } from "../policy/bans-queries.ts";
+import { activeBannedTopics } from "../policy/bans-queries.ts";
 import { banSettingsFromConfig } from "../policy/bans-types.ts";
 import type { PolicyEngine } from "../policy/types.ts";
 import type { BrokerBridgeDriver } from "./driver.ts";
@@ -76,12 +76,6 @@ export async function createBridgeDriver(config: Config): Promise<BrokerBridgeDr
   }
 }
 
-/** Names of the topics banned at `now`; the reconciler leaves their routes out. */
-async function bannedTopicsAt(db: Database, now: Date): Promise<ReadonlySet<string>> {
-  const bans = await activeTopicBans(db, now);
-  return new Set(bans.flatMap((ban) => (ban.topic ? [ban.topic] : [])));
-}
-
 /**
  * Runs the reconciler every `PU_NODE_BRIDGE_RECONCILE_SECONDS` until `signal` aborts. Only the
  * worker holding the advisory lock applies, so two workers never write the broker at once.
@@ -112,7 +106,7 @@ export function startBridgeReconciler(options: {
           driver,
           policy,
           localDomain: config.pepeunitDomain,
-          bannedTopics: (now) => bannedTopicsAt(db, now),
+          bannedTopics: (now) => activeBannedTopics(db, now),
         });
         return false;
       },

@@ -303,3 +303,10 @@ export async function findBridgedUnitNodes(
       ),
     );
 }
+
+/** Formats what {@link findBridgedUnitNodes} found as `<unit node> (bridge <id>)` list text. */
+export function describeBridgedUnitNodes(
+  entries: readonly { unitNodeId: string; bridgeId: string }[],
+): string {
+  return entries.map((entry) => `${entry.unitNodeId} (bridge ${entry.bridgeId})`).join(", ");
+}

@@ -130,6 +130,12 @@ export async function activeTopicBans(db: DatabaseLike, now: Date): Promise<Ban[
     .orderBy(bans.topic);
 }
 
+/** Returns the topics of the topic bans active at `now`, which bridges do not carry. */
+export async function activeBannedTopics(db: DatabaseLike, now: Date): Promise<Set<string>> {
+  const topicBans = await activeTopicBans(db, now);
+  return new Set(topicBans.flatMap((ban) => (ban.topic ? [ban.topic] : [])));
+}
+
 /**
  * Returns the active ban that stops bridging `topic` (`<Pepeunit domain>/<unit node uuid>`) from
  * the node at `host` at `now`: the topic's own ban, or the domain ban of the host. Undefined when

@@ -22,7 +22,7 @@ export const BRIDGE_ROLES = ["importer", "exporter"] as const;
 export type BridgeRole = (typeof BRIDGE_ROLES)[number];
 
 /**
- * - `requested`: the importer sent its Offer and waits for the answer;
+ * - `requested`: the importer sent its Offer and waits for the response;
  * - `active`: accepted; the broker should run it;
  * - `rejected`: the exporter declined the Offer, or withdrew an accepted bridge;
  * - `cancelled`: the importer withdrew it (Undo of the Offer).
@@ -58,7 +58,7 @@ export const bridges = pgTable(
     brokerUrl: text("broker_url"),
     brokerUsername: text("broker_username"),
     brokerPassword: text("broker_password"),
-    /** Why the bridge was rejected or cancelled. */
+    /** The reason the bridge was rejected or cancelled. */
     endReason: text("end_reason"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),

@@ -15,7 +15,7 @@ import {
 import { BRIDGE_EVENT_TYPES, BRIDGE_ROLES, BRIDGE_STATES } from "../../db/schema/index.ts";
 import { BridgeRequestError, FederationLookupError } from "../../federation-port.ts";
 import { getNodeLogger } from "../../logging.ts";
-import { activeTopicBans } from "../../policy/bans-queries.ts";
+import { activeBannedTopics } from "../../policy/bans-queries.ts";
 import type { NodeServices } from "../../services.ts";
 import { HttpError } from "../errors.ts";
 import { canonicalQueryDomain } from "./fields.ts";
@@ -158,9 +158,8 @@ export function registerBridgeRoutes(
 
   async function policyView(): Promise<BridgePolicyView> {
     const now = new Date();
-    const bans = await activeTopicBans(db, now);
     return {
-      bannedTopics: new Set(bans.flatMap((ban) => (ban.topic ? [ban.topic] : []))),
+      bannedTopics: await activeBannedTopics(db, now),
       isSuspended: (host) => policy.decide(host, now).action === "suspend",
     };
   }

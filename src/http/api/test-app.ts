@@ -36,7 +36,7 @@ export class FakeFederationPort implements FederationPort {
     return this.followed.delete(target.host);
   }
 
-  /** Bridges need a peer that answers; API tests of bridges use real nodes instead. */
+  /** Rejects every bridge request, because bridges need a real peer; bridge tests use real nodes. */
   async requestBridge(target: URL): Promise<never> {
     throw new FederationLookupError(target.href, "the fake federation port makes no bridges");
   }

@@ -232,8 +232,8 @@ export async function startTap(options: TapOptions): Promise<Tap> {
       rate: rateAtDisconnect,
     });
   });
-  // While the broker is down the client retries every second; the log gets the first failure
-  // in full and then one line a minute with the number of repeats.
+  // While the broker is down the client retries every second. The log gets the first failure in
+  // full, then one line a minute with the number of repeats.
   let repeatedErrors = 0;
   let errorLoggedAt = Number.NEGATIVE_INFINITY;
   client.on("reconnect", () => {

@@ -38,7 +38,7 @@ export class PaymentOrderStateError extends Error {
   }
 }
 
-/** Raised when a payment provider's API call fails or returns an unusable answer. */
+/** Raised when a payment provider's API call fails or returns an unusable response. */
 export class PaymentProviderError extends Error {
   readonly provider: PaymentProviderId;
   readonly method: string;

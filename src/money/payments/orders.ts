@@ -29,12 +29,12 @@ export function isOrderId(value: string | null): value is string {
   return value !== null && z.guid().safeParse(value).success;
 }
 
-/** The ledger idempotency key of the credit of a provider's payment. */
+/** Returns the ledger idempotency key of the credit of a provider's payment. */
 export function paymentPostingKey(provider: PaymentProviderId, providerPaymentId: string): string {
   return `payment:${provider}:${providerPaymentId}`;
 }
 
-/** The ledger idempotency key of the refund of a provider's payment. */
+/** Returns the ledger idempotency key of the refund of a provider's payment. */
 export function refundPostingKey(provider: PaymentProviderId, providerPaymentId: string): string {
   return `refund:${provider}:${providerPaymentId}`;
 }

@@ -18,7 +18,7 @@ export interface InvoiceRequest {
 
 export interface CreatedInvoice {
   order: PaymentOrder;
-  /** Where the payer pays; null when the invoice was sent into a Telegram chat. */
+  /** The payment page URL; null when the invoice was sent into a Telegram chat. */
   url: string | null;
 }
 
@@ -36,7 +36,7 @@ export interface ProviderTransaction {
   payerRef: string | null;
 }
 
-/** What handling one provider notification did. */
+/** The outcome of handling one provider notification. */
 export type NotificationResult =
   | { kind: "ignored"; reason: string }
   | { kind: "invalid_signature" }

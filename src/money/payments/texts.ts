@@ -1,4 +1,4 @@
-/** User-facing texts of invoices and pre-checkout answers, in English and Russian. */
+/** User-facing texts of invoices and pre-checkout responses, in English and Russian. */
 
 export const LANGUAGES = ["en", "ru"] as const;
 export type Language = (typeof LANGUAGES)[number];

@@ -38,6 +38,7 @@ export const LOG_MODULES = [
   "money",
   "grading",
   "reports",
+  "telegram",
 ] as const;
 export type LogModule = (typeof LOG_MODULES)[number];
 

@@ -118,8 +118,6 @@ export async function stopUnit(
       })
       .onConflictDoNothing();
   });
-  // NOTE: notices are only stored; no sender delivers them yet. A Telegram sender would read
-  // rows with delivered_at null and set it after sending.
   logger.warn("Stopped Unit {unitId} of user {userId}: {reason} (charge {chargeKey})", {
     unitId: request.unitId,
     userId: request.ownerId,

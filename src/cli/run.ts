@@ -26,6 +26,7 @@ import {
 } from "./commands.ts";
 import { gitHostCommands } from "./git-hosts.ts";
 import { ruleCommands } from "./rules.ts";
+import { telegramCommands } from "./telegram.ts";
 
 /** Every command group; a new group is one more entry here. */
 export const COMMAND_GROUPS: readonly CommandGroup[] = [
@@ -33,6 +34,7 @@ export const COMMAND_GROUPS: readonly CommandGroup[] = [
   gitHostCommands,
   banCommands,
   bridgeCommands,
+  telegramCommands,
 ];
 
 const USAGE_PREFIX = "npm run admin --";

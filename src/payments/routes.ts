@@ -148,8 +148,8 @@ export function registerPaymentRoutes(
   const { db, providers, admin } = options;
   registerCryptoPayWebhook(app, providers, options.onCredit);
 
-  // NOTE: only the administrator creates invoices, because the node has no user login yet and
-  // no link between a Telegram account and a node user.
+  // Users without a linked Telegram chat cannot buy by themselves, because the node has no user
+  // login: the administrator creates their invoices here. Linked users can also send /buy.
 
   app.openapi(
     adminRoute(admin, {

@@ -1,4 +1,8 @@
-/** Starts the payment jobs of a worker: the Telegram bot poller and the daily reconciliation. */
+/**
+ * Starts the payment jobs of a worker: the Telegram bot poller with the user commands, the
+ * Telegram notice sender, and the daily reconciliation.
+ */
+import { Api } from "grammy";
 import type pg from "pg";
 import { createUnitAccess } from "../billing/unit-access.ts";
 import type { Config } from "../config.ts";
@@ -6,12 +10,16 @@ import { AdvisoryLockHolder } from "../db/advisory-lock.ts";
 import type { Database } from "../db/client.ts";
 import { runPeriodically } from "../jobs/loop.ts";
 import { reconcilePayments } from "../money/payments/index.ts";
+import { registerUserCommands, setBotCommands } from "../telegram/bot.ts";
+import { startTelegramNoticeSender } from "../telegram/runtime.ts";
 import { createPaymentProviders, trimSlash } from "./providers.ts";
 import { resumeUnitsOnCredit } from "./resume-after-credit.ts";
 import { createPaymentBot, runPaymentBot } from "./telegram-bot.ts";
 
 /** Advisory lock of the one worker that reconciles payments ("PURCNC"). */
 const RECONCILE_LOCK_KEY = 0x505552434e43;
+/** Seconds after which the notice sender gives up one `sendMessage` call and retries later. */
+const NOTICE_SEND_TIMEOUT_SECONDS = 30;
 
 /** Returns the background jobs of payments; none when no provider is configured. */
 export function startPaymentJobs(options: {
@@ -31,7 +39,31 @@ export function startPaymentJobs(options: {
       provider: providers.telegramStars,
       onCredit: resumeUnitsOnCredit({ db, access: createUnitAccess(config) }),
     });
-    jobs.push(runPaymentBot({ bot, pool: options.pool, signal }));
+    registerUserCommands(bot, {
+      db,
+      provider: providers.telegramStars,
+      maxTokensPerOrder: config.payments.maxTokensPerOrder,
+      supportContact: config.telegram.supportContact,
+    });
+    jobs.push(
+      runPaymentBot({
+        bot,
+        pool: options.pool,
+        signal,
+        beforePolling: () => setBotCommands(bot.api),
+      }),
+      startTelegramNoticeSender({
+        config,
+        pool: options.pool,
+        db,
+        // A notice's row locks are held while it is sent, so a hung request must end soon.
+        api: new Api(telegramToken, {
+          apiRoot: trimSlash(config.payments.telegramApiRoot),
+          timeoutSeconds: NOTICE_SEND_TIMEOUT_SECONDS,
+        }),
+        signal,
+      }),
+    );
   }
 
   const configured = [providers.telegramStars, providers.cryptoPay].filter(

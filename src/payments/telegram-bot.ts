@@ -18,7 +18,10 @@ const TELEGRAM_POLL_LOCK_KEY = 0x505554474254;
 /** Seconds between two attempts to take the poll lock or to restart polling after a failure. */
 const RETRY_SECONDS = 30;
 
-/** Update types the bot requests: `pre_checkout_query`, and `message` for `successful_payment`. */
+/**
+ * Update types the bot requests: `pre_checkout_query`, and `message` for `successful_payment`
+ * and for the user commands of `src/telegram/bot.ts`.
+ */
 export const PAYMENT_UPDATES = ["message", "pre_checkout_query"] as const;
 
 /** Creates the bot with payment handlers. `apiRoot` has no trailing slash. */
@@ -51,14 +54,23 @@ export async function runPaymentBot(options: {
   bot: Bot;
   pool: pg.Pool;
   signal: AbortSignal;
+  /** Runs once the lock is held, before polling, such as registering the command menu. */
+  beforePolling?: () => Promise<void>;
 }): Promise<void> {
   const { bot, signal } = options;
   const lock = new AdvisoryLockHolder(options.pool, TELEGRAM_POLL_LOCK_KEY);
-  const stop = () => void bot.stop();
+  // bot.stop() confirms the last updates with one more getUpdates, which may fail at shutdown.
+  const stop = () =>
+    void bot.stop().catch((error: unknown) => {
+      logger.warn("Stopping the Telegram poller failed: {error}", { error });
+    });
   signal.addEventListener("abort", stop, { once: true });
   while (!signal.aborted) {
     try {
       if ((await lock.hold()) && !signal.aborted) {
+        await options.beforePolling?.().catch((error: unknown) => {
+          logger.error("Preparing the Telegram bot before polling failed: {error}", { error });
+        });
         logger.info("Polling Telegram for payment updates");
         await bot.start({ allowed_updates: [...PAYMENT_UPDATES] });
       }

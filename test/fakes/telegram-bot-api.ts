@@ -2,19 +2,23 @@
  * A local fake of the Telegram Bot API, for payment tests. It follows the published Bot API
  * reference (https://core.telegram.org/bots/api, sections "Getting updates" and "Payments", and
  * the Stars guide https://core.telegram.org/bots/payments-stars) for the methods the node calls:
- * getMe, deleteWebhook, getUpdates, sendInvoice, createInvoiceLink, answerPreCheckoutQuery,
- * refundStarPayment and getStarTransactions. The real service was never called while writing or
- * running it.
+ * getMe, deleteWebhook, getUpdates, sendMessage, setMyCommands, getMyCommands, sendInvoice,
+ * createInvoiceLink, answerPreCheckoutQuery, refundStarPayment and getStarTransactions. The real
+ * service was never called while writing or running it.
  *
  * A test plays the payer with {@link FakeTelegramBotApi.pay}: the fake sends a
  * `pre_checkout_query` update, waits for the bot's answer until the deadline (10 seconds, as
  * Telegram documents), and on an `ok` answer books a Star transaction and sends the
  * `successful_payment` message. Updates reach the bot through `getUpdates` long polling.
+ *
+ * A test plays a user who writes to the bot with {@link FakeTelegramBotApi.sendText}, and reads
+ * what the bot sent in {@link FakeTelegramBotApi.sentMessages}. A chat in `blockedChats` gets
+ * Telegram's 403 "Forbidden: bot was blocked by the user" for every message the bot sends it.
  */
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { StarTransaction, Update, User } from "grammy/types";
+import type { BotCommand, MessageEntity, StarTransaction, Update, User } from "grammy/types";
 
 /** Telegram's deadline for the answer to a pre-checkout query. */
 export const PRE_CHECKOUT_DEADLINE_MS = 10_000;
@@ -51,11 +55,27 @@ export interface PayOptions {
   deliver?: (update: Update) => Promise<unknown>;
 }
 
+/** A Bot API error. `retryAfter` becomes `parameters.retry_after`, as in a 429 response. */
+export interface FakeFailure {
+  code: number;
+  description: string;
+  retryAfter?: number;
+}
+
+/** A message the bot sent with `sendMessage`. */
+export interface SentMessage {
+  chatId: number;
+  messageId: number;
+  text: string;
+}
+
 class ApiError extends Error {
   readonly code: number;
-  constructor(code: number, description: string) {
+  readonly retryAfter: number | undefined;
+  constructor(code: number, description: string, retryAfter?: number) {
     super(description);
     this.code = code;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -71,8 +91,16 @@ export class FakeTelegramBotApi {
   readonly starTransactions: StarTransaction[] = [];
   /** Every call in order, with its parameters. */
   readonly calls: { method: string; params: Record<string, unknown> }[] = [];
-  /** Makes the next calls of a method fail with this Bot API error. */
-  readonly failures = new Map<string, { code: number; description: string }>();
+  /** Makes every call of a method fail with this Bot API error until the entry is deleted. */
+  readonly failures = new Map<string, FakeFailure>();
+  /** Messages the bot sent with `sendMessage`, in order. */
+  readonly sentMessages: SentMessage[] = [];
+  /** Chats of users who blocked the bot: `sendMessage` to them fails with 403. */
+  readonly blockedChats = new Set<number>();
+  /** Milliseconds `sendMessage` waits before it responds, to widen races between senders. */
+  sendMessageDelayMs = 0;
+  /** The command menus set by `setMyCommands`, per `language_code` ("" for the default). */
+  readonly commands = new Map<string, BotCommand[]>();
   #server: Server | undefined;
   #updates: Update[] = [];
   #nextUpdateId = 1;
@@ -110,6 +138,37 @@ export class FakeTelegramBotApi {
   deliver(update: Update): void {
     this.#updates.push(update);
     for (const wake of this.#waiters) wake();
+  }
+
+  /**
+   * Plays a user who sends `text` in the private chat with the bot (chat id = user id). A
+   * leading `/command` gets a `bot_command` entity, as Telegram marks it.
+   */
+  sendText(user: Pick<User, "id"> & Partial<User>, text: string): Update {
+    const from: User = { is_bot: false, first_name: "User", ...user };
+    const command = /^\/[A-Za-z0-9_]+(@[A-Za-z0-9_]+)?/.exec(text);
+    const entities: MessageEntity[] =
+      command === null ? [] : [{ type: "bot_command", offset: 0, length: command[0].length }];
+    const update = {
+      update_id: this.#nextUpdateId++,
+      message: {
+        message_id: this.#nextMessageId++,
+        date: Math.floor(Date.now() / 1000),
+        chat: { id: from.id, type: "private", first_name: from.first_name },
+        from,
+        text,
+        ...(entities.length > 0 ? { entities } : {}),
+      },
+    } as Update;
+    this.deliver(update);
+    return update;
+  }
+
+  /** Returns the texts the bot sent to `chatId`, in order. */
+  textsTo(chatId: number): string[] {
+    return this.sentMessages
+      .filter((message) => message.chatId === chatId)
+      .map((message) => message.text);
   }
 
   /** Plays a payer who opens the invoice with `payload` and pays it. */
@@ -219,12 +278,20 @@ export class FakeTelegramBotApi {
       const params = (text === "" ? {} : JSON.parse(text)) as Record<string, unknown>;
       this.calls.push({ method, params });
       const failure = this.failures.get(method);
-      if (failure !== undefined) throw new ApiError(failure.code, failure.description);
+      if (failure !== undefined) {
+        throw new ApiError(failure.code, failure.description, failure.retryAfter);
+      }
       body = { ok: true, result: await this.#call(method, params) };
     } catch (error) {
       const code = error instanceof ApiError ? error.code : 500;
+      const retryAfter = error instanceof ApiError ? error.retryAfter : undefined;
       status = code;
-      body = { ok: false, error_code: code, description: (error as Error).message };
+      body = {
+        ok: false,
+        error_code: code,
+        description: (error as Error).message,
+        ...(retryAfter === undefined ? {} : { parameters: { retry_after: retryAfter } }),
+      };
     }
     response.writeHead(status, { "content-type": "application/json" });
     response.end(JSON.stringify(body));
@@ -238,6 +305,29 @@ export class FakeTelegramBotApi {
         return true;
       case "getUpdates":
         return await this.#getUpdates(params);
+      case "sendMessage":
+        if (this.sendMessageDelayMs > 0) {
+          await new Promise((resolve) => setTimeout(resolve, this.sendMessageDelayMs));
+        }
+        return this.#sendMessage(params);
+      case "setMyCommands": {
+        const commands = params.commands as BotCommand[] | undefined;
+        if (!Array.isArray(commands) || commands.length > 100) {
+          throw new ApiError(400, "Bad Request: commands must be a list of at most 100 commands");
+        }
+        for (const { command, description } of commands) {
+          if (!/^[a-z0-9_]{1,32}$/.test(command)) {
+            throw new ApiError(400, "Bad Request: BOT_COMMAND_INVALID");
+          }
+          if (description.length < 1 || description.length > 256) {
+            throw new ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID");
+          }
+        }
+        this.commands.set(String(params.language_code ?? ""), commands);
+        return true;
+      }
+      case "getMyCommands":
+        return this.commands.get(String(params.language_code ?? "")) ?? [];
       case "sendInvoice": {
         const invoice = this.#checkInvoice(params);
         const chatId = Number(params.chat_id);
@@ -294,6 +384,25 @@ export class FakeTelegramBotApi {
       });
     }
     return this.#updates.slice(0, limit);
+  }
+
+  #sendMessage(params: Record<string, unknown>): unknown {
+    const chatId = Number(params.chat_id);
+    const text = String(params.text ?? "");
+    if (!Number.isSafeInteger(chatId)) throw new ApiError(400, "Bad Request: chat not found");
+    if (text.trim().length === 0) throw new ApiError(400, "Bad Request: message text is empty");
+    if (text.length > 4096) throw new ApiError(400, "Bad Request: message is too long");
+    if (this.blockedChats.has(chatId)) {
+      throw new ApiError(403, "Forbidden: bot was blocked by the user");
+    }
+    const messageId = this.#nextMessageId++;
+    this.sentMessages.push({ chatId, messageId, text });
+    return {
+      message_id: messageId,
+      date: Math.floor(Date.now() / 1000),
+      chat: { id: chatId, type: "private", first_name: "User" },
+      text,
+    };
   }
 
   #checkInvoice(params: Record<string, unknown>): Omit<FakeInvoice, "chatId"> {

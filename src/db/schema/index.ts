@@ -10,6 +10,7 @@ export * from "./ledger.ts";
 export * from "./load-reports.ts";
 export * from "./payments.ts";
 export * from "./policy.ts";
+export * from "./telegram.ts";
 export * from "./timeseries.ts";
 export * from "./usage.ts";
 export * from "./users.ts";

@@ -12,6 +12,7 @@ import { createPaymentProviders } from "../../payments/providers.ts";
 import { resumeUnitsOnCredit } from "../../payments/resume-after-credit.ts";
 import { registerPaymentRoutes } from "../../payments/routes.ts";
 import type { NodeServices } from "../../services.ts";
+import { botUsernameLookup, registerTelegramRoutes } from "../../telegram/routes.ts";
 import { requireAdminToken } from "../auth.ts";
 import { registerBanRoutes } from "./bans.ts";
 import { registerBridgeRoutes } from "./bridges.ts";
@@ -57,6 +58,11 @@ export function createApiRoutes(services: NodeServices): OpenAPIHono {
     providers: createPaymentProviders(services.config, services.db),
     admin,
     onCredit: resumeUnitsOnCredit({ db: services.db, access: unitAccess }),
+  });
+  registerTelegramRoutes(app, {
+    db: services.db,
+    admin,
+    botUsername: botUsernameLookup(services.config),
   });
   registerGradingRoutes(app, services, admin);
   registerLoadReportRoutes(app, services, admin);

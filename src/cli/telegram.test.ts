@@ -1,0 +1,98 @@
+/** The `telegram` commands of the admin CLI against the REST API over real HTTP on loopback. */
+import { randomUUID } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { type ServerType, serve } from "@hono/node-server";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createTestDatabase, type TestDatabase } from "../../test/postgres.ts";
+import { userNotices } from "../db/schema/index.ts";
+import { ADMIN_TOKEN, createTestApi, FakeFederationPort } from "../http/api/test-app.ts";
+import { createUser } from "../payments/test-support.ts";
+import { redeemLinkCode } from "../telegram/links.ts";
+import { runAdminCli } from "./run.ts";
+
+let database: TestDatabase;
+let server: ServerType;
+let nodeUrl: string;
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const code = await runAdminCli([...args, "--url", nodeUrl], {
+    stdout: (text) => {
+      stdout += text;
+    },
+    stderr: (text) => {
+      stderr += text;
+    },
+    env: { PU_NODE_ADMIN_TOKEN: ADMIN_TOKEN },
+    cwd: process.cwd(),
+    readStdin: async () => "",
+  });
+  return { code, stdout, stderr };
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase(inject("postgresAdminUrl"), "cli-telegram");
+  const app = createTestApi(database, new FakeFederationPort());
+  server = await new Promise<ServerType>((resolve) => {
+    const created = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, () =>
+      resolve(created),
+    );
+  });
+  nodeUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise<void>((resolve) => server?.close(() => resolve()));
+  await database?.drop();
+});
+
+describe("telegram commands", () => {
+  it("issues a code, lists, shows notices and unlinks", async () => {
+    const userId = await createUser(database.db);
+    await database.db.insert(userNotices).values({
+      userId,
+      key: `test:${randomUUID()}`,
+      kind: "unit_stopped",
+      textRu: "Юнит остановлен",
+      textEn: "Unit stopped",
+    });
+
+    const pending = await cli(["telegram", "notices", userId, "--undelivered"]);
+    expect(pending.code).toBe(0);
+    expect(pending.stdout).toContain("No linked Telegram chat");
+    expect(pending.stdout).toContain("Unit stopped");
+
+    const issued = await cli(["telegram", "link-code", userId, "--ttl", "600", "--json"]);
+    expect(issued.stderr).toBe("");
+    const code = JSON.parse(issued.stdout) as { code: string; command: string; deepLink: null };
+    expect(code.command).toBe(`/link ${code.code}`);
+    // The test node has no bot token, so it cannot know the bot's username.
+    expect(code.deepLink).toBeNull();
+    const outcome = await redeemLinkCode(database.db, code.code, {
+      chatId: 31337,
+      telegramUserId: 31337,
+      language: "en",
+    });
+    expect(outcome.status).toBe("linked");
+
+    const list = await cli(["telegram", "list"]);
+    expect(list.stdout).toMatch(new RegExp(`${userId}\\s+payer-\\S+\\s+31337\\s+en`));
+
+    const withChat = await cli(["telegram", "notices", userId]);
+    expect(withChat.stdout).toContain("Telegram chat 31337");
+
+    const removed = await cli(["telegram", "unlink", userId]);
+    expect(removed.stdout).toContain(`Unlinked the Telegram chat of user ${userId}.`);
+    const again = await cli(["telegram", "unlink", userId]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain("has no linked Telegram chat");
+  });
+
+  it("rejects a bad lifetime", async () => {
+    const userId = await createUser(database.db);
+    const result = await cli(["telegram", "link-code", userId, "--ttl", "soon"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("Invalid --ttl");
+  });
+});

@@ -9,7 +9,7 @@ import type { Config } from "../src/config.ts";
 import type { Database } from "../src/db/client.ts";
 import { repos, units, users } from "../src/db/schema/index.ts";
 import { latestCompletedRun } from "../src/grading/run.ts";
-import { effectiveHalfCapacityPrice } from "../src/money/billing/index.ts";
+import { publishedPriceParameters } from "../src/reports/price-parameters.ts";
 import { NODE_VERSION } from "../src/version.ts";
 
 /** Feature flags published in NodeInfo; a feature appears here when the node runs it. */
@@ -34,7 +34,7 @@ export async function buildNodeInfo(db: Database, config: Config): Promise<NodeI
     .from(units)
     .where(eq(units.visibility, "Public"));
   const graded = await latestCompletedRun(db);
-  const { settings: billing } = await loadBillingSettings(db, config);
+  const billing = await loadBillingSettings(db, config);
   return {
     software: {
       name: "pepeunit-node",
@@ -71,26 +71,19 @@ export async function buildNodeInfo(db: Database, config: Config): Promise<NodeI
                 capacityMps: config.grading.capacityMps,
               },
         // The monetisation parameters, so that people can compare instances; docs/billing.md.
+        // They are the `parameters` of the next signed load report, built by the same function.
         // Token amounts are decimal strings, because they may exceed the safe integer range.
         monetisation: {
-          enabled: billing.enabled,
-          currency: "token",
-          monthlyFreeTokens: billing.monthlyAllowance.toString(),
-          region: billing.region,
-          halfCapacityPrice: effectiveHalfCapacityPrice(billing).toString(),
+          ...publishedPriceParameters(billing, {
+            capacityMps: config.grading.capacityMps,
+            aggregationTopicBytes: config.loadReport.aggregationTopicBytes,
+          }),
           regionPrices: Object.fromEntries(
-            Object.entries(billing.regionPrices).map(([region, price]) => [
+            Object.entries(billing.settings.regionPrices).map(([region, price]) => [
               region,
               price.toString(),
             ]),
           ),
-          capacityMps: config.grading.capacityMps,
-          freeMps: billing.freeMps,
-          unitYellowPercentile: billing.unitYellowPercentile,
-          unitRedPercentile: billing.unitRedPercentile,
-          freeAggregationTopics: billing.freeAggregationTopics,
-          pricePerAggregationTopic: billing.pricePerAggregationTopic.toString(),
-          aggregationTopicBytes: config.loadReport.aggregationTopicBytes,
           instanceStatus: graded?.instanceStatus ?? null,
         },
       },

@@ -118,4 +118,38 @@ describe("loadConfig", () => {
     const issues = issuesOf({ PU_NODE_MOSQUITTO_BRIDGE_FILE: "/tmp/bridges.d/pepeunit" });
     expect(issues[0]).toContain("include_dir reads only files ending in .conf");
   });
+
+  it("rejects the removed PU_NODE_PRICE_PER_MPS", () => {
+    const issues = issuesOf({ PU_NODE_PRICE_PER_MPS: "100" });
+    expect(issues).toHaveLength(1);
+    expect(issues[0]).toMatch(/^PU_NODE_PRICE_PER_MPS: removed/);
+    expect(issues[0]).toContain("PUT /api/v1/billing/settings");
+    expect(issues[0]).toContain("PU_NODE_HALF_CAPACITY_PRICE");
+  });
+
+  it("lists a removed variable with invalid ones", () => {
+    const issues = issuesOf({ PU_NODE_PRICE_PER_MPS: "100", PU_NODE_PORT: "abc" });
+    expect(issues).toHaveLength(2);
+    expect(issues.some((issue) => issue.startsWith("PU_NODE_PRICE_PER_MPS"))).toBe(true);
+    expect(issues.some((issue) => issue.startsWith("PU_NODE_PORT"))).toBe(true);
+  });
+
+  it("ignores an empty removed variable", () => {
+    const config = loadConfig({ PU_NODE_PRICE_PER_MPS: "" });
+    expect(config.loadReport.freeMps).toBe(1);
+  });
+
+  it("reads the first billing settings values", () => {
+    const config = loadConfig({
+      PU_NODE_FREE_MPS: "0.5",
+      PU_NODE_FREE_AGGREGATION_TOPICS: "3",
+      PU_NODE_PRICE_PER_AGGREGATION_TOPIC: "7",
+    });
+    expect(config.loadReport).toEqual({
+      freeMps: 0.5,
+      freeAggregationTopics: 3,
+      pricePerAggregationTopic: 7,
+      aggregationTopicBytes: 1048576,
+    });
+  });
 });

@@ -102,12 +102,21 @@ export interface Config {
   readonly mosquitto: MosquittoBridgeConfig;
   /** Capacity and thresholds of the hourly grading; docs/grading.md explains each. */
   readonly grading: GradingConfig;
-  /** Grade parameters published in the signed load report; docs/load-report.md. */
+  /** First values of the aggregation and free-load billing settings, and the topic unit size. */
   readonly loadReport: LoadReportConfig;
   /** Payment providers, token prices and order limits; docs/payments.md explains each. */
   readonly payments: PaymentsConfig;
   /** Defaults of the monetisation settings and the broker that stops Units; docs/billing.md. */
   readonly billing: BillingConfig;
+  /** Bot commands and notice delivery of the Telegram bot; docs/telegram.md. */
+  readonly telegram: TelegramConfig;
+}
+
+export interface TelegramConfig {
+  /** Whom users ask for a refund, shown by the bot's `/paysupport`, such as `@admin`. */
+  readonly supportContact: string | undefined;
+  /** Seconds between two rounds of the notice sender. */
+  readonly noticeIntervalSeconds: number;
 }
 
 export const UNIT_ACCESS_DRIVERS = ["off", "emqx"] as const;
@@ -143,14 +152,16 @@ export interface GradingConfig {
   readonly hotUnits: number;
 }
 
+/**
+ * The load report publishes the billing settings in force, not these values: the first three
+ * only give the settings their first values (docs/billing.md).
+ */
 export interface LoadReportConfig {
-  /** Mean MPS of one Unit over an hour that is free of charge. */
+  /** First value of the billing setting `freeMps`: mean MPS of one Unit over an hour that is free. */
   readonly freeMps: number;
-  /** Price in minor token units of one MPS above the free MPS for one hour. */
-  readonly pricePerMps: number;
-  /** Aggregation topic units that one user keeps free of charge. */
+  /** First value of the billing setting `freeAggregationTopics`. */
   readonly freeAggregationTopics: number;
-  /** Price in minor token units of one aggregation topic unit above the free ones for one day. */
+  /** First value of the billing setting `pricePerAggregationTopic`, in tokens per unit and day. */
   readonly pricePerAggregationTopic: number;
   /** Bytes on disk per aggregation topic unit: a topic counts one unit per started block. */
   readonly aggregationTopicBytes: number;
@@ -414,6 +425,14 @@ const environmentSchema = z.object({
     )
     .optional(),
   PU_NODE_TELEGRAM_API_ROOT: urlText(["http:", "https:"], "https://api.telegram.org").optional(),
+  PU_NODE_SUPPORT_CONTACT: z
+    .string()
+    .trim()
+    .min(1)
+    .max(200, "expected at most 200 characters, such as @admin or support@example.com")
+    .regex(/^[^\r\n]*$/, "expected one line, such as @admin or support@example.com")
+    .optional(),
+  PU_NODE_TELEGRAM_NOTICE_INTERVAL_SECONDS: positiveInteger("seconds").default(30),
   PU_NODE_TOKEN_PRICE_STARS: positiveInteger("Stars").default(1),
   PU_NODE_CRYPTOPAY_TOKEN: z.string().min(1).optional(),
   PU_NODE_CRYPTOPAY_API_URL: urlText(["http:", "https:"], "https://pay.crypt.bot/api").optional(),
@@ -448,9 +467,8 @@ const environmentSchema = z.object({
     .number({ error: "expected a number of messages per second" })
     .nonnegative("expected a number of messages per second, 0 or more")
     .default(1),
-  PU_NODE_PRICE_PER_MPS: nonNegativeInteger("minor token units").default(100),
   PU_NODE_FREE_AGGREGATION_TOPICS: nonNegativeInteger("topics").default(5),
-  PU_NODE_PRICE_PER_AGGREGATION_TOPIC: nonNegativeInteger("minor token units").default(10),
+  PU_NODE_PRICE_PER_AGGREGATION_TOPIC: nonNegativeInteger("tokens").default(10),
   PU_NODE_AGGREGATION_TOPIC_BYTES: positiveInteger("bytes").default(1048576),
   PU_NODE_BILLING_ENABLED: booleanText.default(false),
   PU_NODE_MONTHLY_FREE_TOKENS: nonNegativeInteger("tokens").default(1000),
@@ -466,6 +484,15 @@ const environmentSchema = z.object({
     .enum(UNIT_ACCESS_DRIVERS, { error: "expected off or emqx" })
     .optional(),
 });
+
+/**
+ * Variables that earlier releases read and this one rejects, so that a deployment does not keep
+ * a setting that silently stopped working. Each maps to what replaces it.
+ */
+const REMOVED_VARIABLES: Record<string, string> = {
+  PU_NODE_PRICE_PER_MPS:
+    "removed because hourly charges follow the progressive price curve with the price K of the billing settings, not a price per MPS (docs/pricing.md); unset it and change K with PUT /api/v1/billing/settings (instancePrice or regionPrices), or with PU_NODE_HALF_CAPACITY_PRICE before the first start",
+};
 
 /** Example values shown in error messages, one per variable. */
 const EXAMPLES: Record<string, string> = {
@@ -484,6 +511,8 @@ const EXAMPLES: Record<string, string> = {
   PU_NODE_CAPACITY_MPS: "4000",
   PU_NODE_GRADE_YELLOW_PERCENT: "90",
   PU_NODE_UNIT_YELLOW_PERCENTILE: "50",
+  PU_NODE_SUPPORT_CONTACT: "@pepeunit_admin",
+  PU_NODE_TELEGRAM_NOTICE_INTERVAL_SECONDS: "30",
 };
 
 /** Reads every `PU_NODE_*` setting from `env`, or throws {@link ConfigError} listing all problems. */
@@ -493,6 +522,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const value = env[key];
     if (value !== undefined && value !== "") input[key] = value;
   }
+
+  const removed = Object.entries(REMOVED_VARIABLES)
+    .filter(([variable]) => env[variable] !== undefined && env[variable] !== "")
+    .map(([variable, replacement]) => `${variable}: ${replacement}`);
 
   const parsed = environmentSchema.safeParse(input);
   if (!parsed.success) {
@@ -504,11 +537,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         received === undefined ? "" : ` (got ${JSON.stringify(redact(variable, received))})`;
       return `${variable}: ${issue.message}${receivedText}${example ? `; example: ${variable}=${example}` : ""}`;
     });
-    throw new ConfigError(issues);
+    throw new ConfigError([...removed, ...issues]);
   }
 
   const values = parsed.data;
-  const problems: string[] = [];
+  const problems: string[] = [...removed];
 
   if (values.PU_NODE_ALLOW_PRIVATE_ADDRESS && values.PU_NODE_ENV === "production") {
     problems.push(
@@ -665,7 +698,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     loadReport: {
       freeMps: values.PU_NODE_FREE_MPS,
-      pricePerMps: values.PU_NODE_PRICE_PER_MPS,
       freeAggregationTopics: values.PU_NODE_FREE_AGGREGATION_TOPICS,
       pricePerAggregationTopic: values.PU_NODE_PRICE_PER_AGGREGATION_TOPIC,
       aggregationTopicBytes: values.PU_NODE_AGGREGATION_TOPIC_BYTES,
@@ -676,6 +708,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       halfCapacityPrice: values.PU_NODE_HALF_CAPACITY_PRICE,
       region: values.PU_NODE_BILLING_REGION,
       unitAccessDriver,
+    },
+    telegram: {
+      supportContact: values.PU_NODE_SUPPORT_CONTACT,
+      noticeIntervalSeconds: values.PU_NODE_TELEGRAM_NOTICE_INTERVAL_SECONDS,
     },
   };
 }

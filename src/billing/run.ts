@@ -183,8 +183,8 @@ export async function runUsageBilling(
     const loadStarted = performance.now();
     const grades = await loadUsageGrades(db, request.hour);
     const pricingStarted = performance.now();
-    // NOTE: the signed load report publishes PU_NODE_PRICE_PER_MPS and the other grade
-    // parameters from the configuration, while charges use these settings and the curve with K.
+    // The load report and NodeInfo publish the same figures from src/reports/price-parameters.ts,
+    // so a change here needs the same change there.
     const priceSettings = {
       capacityMps: config.grading.capacityMps,
       freeMps: settings.freeMps,

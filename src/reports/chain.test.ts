@@ -1,9 +1,14 @@
 import { randomUUID, webcrypto } from "node:crypto";
-import { base64url } from "jose";
+import { base64url, CompactSign } from "jose";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../../test/postgres.ts";
-import { loadConfig } from "../config.ts";
+import { runUsageBilling } from "../billing/run.ts";
+import { updateBillingSettings } from "../billing/settings-store.ts";
+import { OffUnitAccess } from "../billing/unit-access.ts";
+import { type Config, loadConfig } from "../config.ts";
+import { gradingRuns, loadReports, repos, unitGrades, units, users } from "../db/schema/index.ts";
 import { runGrading } from "../grading/run.ts";
+import { grantMonthlyAllowance, userBalance } from "../money/billing/index.ts";
 import { PostgresTimeSeriesStore } from "../timeseries/postgres/store.ts";
 import {
   issueLoadReport,
@@ -12,7 +17,13 @@ import {
   type ReportSigningKey,
   readLoadReportPayload,
 } from "./chain.ts";
-import { aggregationLoad } from "./payload.ts";
+import {
+  aggregationLoad,
+  LOAD_REPORT_JWS_TYPE,
+  type LoadReportPayload,
+  type LoadReportPayloadV1,
+} from "./payload.ts";
+import { sha256Hex } from "./tokens.ts";
 import { verifyLoadReportChain, verifyLoadReportChainFromIssuer } from "./verify.ts";
 
 const HOUR = new Date("2027-01-01T10:00:00Z");
@@ -31,9 +42,16 @@ async function generateEd25519(): Promise<webcrypto.CryptoKeyPair> {
   return pair as unknown as webcrypto.CryptoKeyPair;
 }
 
-function dependencies(privateKey = keys.privateKey) {
+function dependencies(privateKey = keys.privateKey, nodeConfig: Config = config) {
   const signingKey: ReportSigningKey = { privateKey, kid: KID };
-  return { db: database.db, store, config, signingKey: async () => signingKey };
+  return { db: database.db, store, config: nodeConfig, signingKey: async () => signingKey };
+}
+
+/** Reads a report that this node issued, which has the current version. */
+function readCurrentPayload(jws: string): LoadReportPayload {
+  const payload = readLoadReportPayload(jws);
+  if (payload.version !== 2) throw new Error(`expected a version 2 report, got ${payload.version}`);
+  return payload;
 }
 
 /** Issues `count` reports and returns their JWS in order. */
@@ -68,7 +86,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await database.pool.query(
-    "truncate load_reports, unit_grades, grading_runs, topic_counter_minutes, counter_batches, aggregation_space_minutes cascade",
+    "truncate load_reports, unit_grades, grading_runs, topic_counter_minutes, counter_batches, aggregation_space_minutes, billing_settings, billing_settings_history, billing_runs cascade",
   );
 });
 
@@ -81,11 +99,12 @@ describe("issueLoadReport", () => {
     expect(rows[1]?.previousSha256).toBe(rows[0]?.jwsSha256);
     expect(rows[2]?.previousSha256).toBe(rows[1]?.jwsSha256);
 
-    const payload = readLoadReportPayload(chain[2] ?? "");
+    const payload = readCurrentPayload(chain[2] ?? "");
     expect(payload.sequence).toBe(3);
+    expect(payload.version).toBe(2);
     expect(payload.iss).toBe(ORIGIN);
     expect(payload.parameters.freeMps).toBe(2);
-    expect(payload.parameters.pricePerMps).toBe(100);
+    expect(payload.parameters).not.toHaveProperty("pricePerMps");
     expect(payload.load.grading).toBeNull();
     expect(payload.load.aggregation).toBeNull();
   });
@@ -154,7 +173,7 @@ describe("verifyLoadReportChain", () => {
   it("rejects a tampered payload", async () => {
     const chain = await issueChain(3);
     chain[1] = withPayload(chain[1] ?? "", (payload) => {
-      (payload.parameters as Record<string, unknown>).pricePerMps = 1;
+      (payload.parameters as Record<string, unknown>).halfCapacityPrice = "1";
     });
     const result = await verifyLoadReportChain(chain, keys.publicKey);
     expect(result.ok).toBe(false);
@@ -255,6 +274,321 @@ describe("verifyLoadReportChainFromIssuer", () => {
     expect(result.ok).toBe(false);
     if (result.ok) return;
     expect(result.reason).toMatch(/not on https:\/\/other.example.com/);
+  });
+});
+
+/** Signs `payload` with the node's key and the load report header. */
+async function signPayload(payload: unknown): Promise<string> {
+  return await new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+    .setProtectedHeader({ alg: "EdDSA", kid: KID, typ: LOAD_REPORT_JWS_TYPE })
+    .sign(keys.privateKey);
+}
+
+/** Stores `count` version-1 reports as an earlier release issued them; returns their JWS. */
+async function storeVersion1Reports(count: number): Promise<string[]> {
+  const chain: string[] = [];
+  let previousSha256: string | null = null;
+  for (let sequence = 1; sequence <= count; sequence++) {
+    const payload: LoadReportPayloadV1 = {
+      type: "pepeunit-load-report",
+      version: 1,
+      iss: ORIGIN,
+      domain: config.pepeunitDomain,
+      sequence,
+      previousSha256,
+      issuedAt: AFTER.toISOString(),
+      parameters: {
+        currency: "token",
+        capacityMps: 4000,
+        freeMps: 2,
+        pricePerMps: 100,
+        freeAggregationTopics: 5,
+        pricePerAggregationTopic: 10,
+        aggregationTopicBytes: 1_048_576,
+      },
+      load: {
+        windowEnd: AFTER.toISOString(),
+        windowSeconds: { month: 2_592_000, week: 604_800, day: 86_400, hour: 3600 },
+        mps: { month: 0, week: 0, day: 0, hour: 0 },
+        messages: { month: 0, week: 0, day: 0, hour: 0 },
+        grading: null,
+        aggregation: null,
+      },
+    };
+    const jws = await signPayload(payload);
+    const jwsSha256 = sha256Hex(jws);
+    await database.db
+      .insert(loadReports)
+      .values({ sequence, gradingRunId: null, jws, jwsSha256, previousSha256 });
+    chain.push(jws);
+    previousSha256 = jwsSha256;
+  }
+  return chain;
+}
+
+/** Stores two version-1 reports, then issues two version-2 reports after them. */
+async function issueUpgradedChain(): Promise<string[]> {
+  await storeVersion1Reports(2);
+  await issueLoadReport(dependencies(), AFTER);
+  await issueLoadReport(dependencies(), AFTER);
+  return (await loadReportsAfter(database.db, 0, 100)).map((row) => row.jws);
+}
+
+describe("verifyLoadReportChain across versions", () => {
+  it("accepts version 1 then version 2", async () => {
+    const chain = await issueUpgradedChain();
+    expect(chain.map((jws) => readLoadReportPayload(jws).version)).toEqual([1, 1, 2, 2]);
+    expect(readLoadReportPayload(chain[2] ?? "").previousSha256).toBe(sha256Hex(chain[1] ?? ""));
+
+    const result = await verifyLoadReportChain(chain, keys.publicKey, { issuer: ORIGIN });
+    expect(result).toMatchObject({ ok: true, count: 4, first: 1, last: 4 });
+    const fromIssuer = await verifyLoadReportChainFromIssuer(
+      chain,
+      new URL(ORIGIN),
+      async () => keys.publicKey,
+    );
+    expect(fromIssuer.ok).toBe(true);
+  });
+
+  it("rejects a tampered version 1 report", async () => {
+    const chain = await issueUpgradedChain();
+    chain[1] = withPayload(chain[1] ?? "", (payload) => {
+      (payload.parameters as Record<string, unknown>).pricePerMps = 1;
+    });
+    const result = await verifyLoadReportChain(chain, keys.publicKey);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.index).toBe(1);
+    expect(result.reason).toMatch(/signature does not match its content/);
+  });
+
+  it("rejects a tampered version 2 report", async () => {
+    const chain = await issueUpgradedChain();
+    chain[2] = withPayload(chain[2] ?? "", (payload) => {
+      (payload.parameters as Record<string, unknown>).halfCapacityPrice = "1";
+    });
+    const result = await verifyLoadReportChain(chain, keys.publicKey);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.index).toBe(2);
+    expect(result.reason).toMatch(/signature does not match its content/);
+  });
+
+  it("rejects a deleted last version 1 report", async () => {
+    const chain = await issueUpgradedChain();
+    chain.splice(1, 1);
+    const result = await verifyLoadReportChain(chain, keys.publicKey);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.index).toBe(1);
+    expect(result.sequence).toBe(3);
+    expect(result.reason).toMatch(/report 3 follows report 1: a report is missing/);
+  });
+
+  it("rejects an unsupported version", async () => {
+    const [first] = await storeVersion1Reports(1);
+    const next = await signPayload({
+      ...readLoadReportPayload(first ?? ""),
+      version: 3,
+      sequence: 2,
+      previousSha256: sha256Hex(first ?? ""),
+    });
+    const result = await verifyLoadReportChain([first ?? "", next], keys.publicKey);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.index).toBe(1);
+    expect(result.reason).toMatch(/unsupported version 3; this verifier reads versions 1 and 2/);
+  });
+});
+
+// Capacity 2 MPS is Q = 7200 messages per hour, and 0.5 MPS free is F = 1800.
+const pricedConfig = loadConfig({
+  PU_NODE_ENV: "test",
+  PU_NODE_ORIGIN: ORIGIN,
+  PU_NODE_CAPACITY_MPS: "2",
+  PU_NODE_FREE_MPS: "0.5",
+  PU_NODE_HALF_CAPACITY_PRICE: "250",
+});
+
+type PriceParameters = LoadReportPayload["parameters"];
+
+/** Computes Ĉ(x) = floor(K · x² / (Q − x)²) from the report alone, as a verifier does. */
+function cumulativePriceFromReport(load: bigint, parameters: PriceParameters): bigint | null {
+  const capacity = BigInt(parameters.capacityMessagesPerHour);
+  if (load >= capacity) return null;
+  const halfCapacityPrice = BigInt(parameters.halfCapacityPrice);
+  return (halfCapacityPrice * load * load) / ((capacity - load) * (capacity - load));
+}
+
+/** Computes a Unit's hourly charge from the report alone: Ĉ(L) − Ĉ(F), or 0 up to F. */
+function chargeFromReport(messages: bigint, parameters: PriceParameters): string {
+  const free = BigInt(parameters.freeMessagesPerHour);
+  if (messages <= free) return "0";
+  const upper = cumulativePriceFromReport(messages, parameters);
+  const lower = cumulativePriceFromReport(free, parameters);
+  if (upper === null || lower === null) return "unbounded";
+  return (upper - lower).toString();
+}
+
+async function issuePricedReport(): Promise<LoadReportPayload> {
+  const row = await issueLoadReport(dependencies(keys.privateKey, pricedConfig), AFTER);
+  return readCurrentPayload(row.jws);
+}
+
+/** Creates a user who owns one Unit, with `tokens` free tokens. */
+async function createFundedUnit(tokens: bigint): Promise<{ userId: string; unitId: string }> {
+  const [user] = await database.db
+    .insert(users)
+    .values({ login: `report-${randomUUID()}` })
+    .returning();
+  const userId = (user as { id: string }).id;
+  const [repo] = await database.db
+    .insert(repos)
+    .values({
+      name: `report-${randomUUID()}`,
+      repositoryUrl: "https://git.example.com/r",
+      platform: "Gitlab",
+    })
+    .returning();
+  const [unit] = await database.db
+    .insert(units)
+    .values({ repoId: (repo as { id: string }).id, ownerId: userId, name: `u-${randomUUID()}` })
+    .returning();
+  await grantMonthlyAllowance(database.db, userId, "2027-01", tokens);
+  return { userId, unitId: (unit as { id: string }).id };
+}
+
+describe("report parameters", () => {
+  it("follow the billing settings", async () => {
+    const before = await issuePricedReport();
+    expect(before.parameters).toMatchObject({
+      currency: "token",
+      enabled: false,
+      region: "default",
+      curve: {
+        name: "pepeunit-progressive-v1",
+        formula: "C(L) = K * L^2 / (Q - L)^2",
+        loadUnit: "messages per hour",
+        rounding: "floor",
+      },
+      capacityMps: 2,
+      capacityMessagesPerHour: 7200,
+      halfCapacityPrice: "250",
+      freeMps: 0.5,
+      freeMessagesPerHour: 1800,
+      // Ĉ(5400) − Ĉ(1800) = 250 · 9 − floor(250 / 9) = 2250 − 27.
+      firstMpsAboveFreePrice: "2223",
+      freeAggregationTopics: 5,
+      pricePerAggregationTopic: "10",
+    });
+
+    await updateBillingSettings(
+      database.db,
+      pricedConfig,
+      {
+        enabled: true,
+        region: "eu-west",
+        regionPrices: { default: "250", "eu-west": "400" },
+        freeMps: 1,
+        unitYellowPercentile: 60,
+        unitRedPercentile: 90,
+        freeAggregationTopics: 2,
+        pricePerAggregationTopic: "3",
+      },
+      "test",
+    );
+    const regional = await issuePricedReport();
+    expect(regional.parameters).toMatchObject({
+      enabled: true,
+      region: "eu-west",
+      halfCapacityPrice: "400",
+      freeMps: 1,
+      freeMessagesPerHour: 3600,
+      // F + 3600 = 7200 reaches Q, so the first MPS above the free one has no finite price.
+      firstMpsAboveFreePrice: "unbounded",
+      unitYellowPercentile: 60,
+      unitRedPercentile: 90,
+      freeAggregationTopics: 2,
+      pricePerAggregationTopic: "3",
+    });
+    expect(Date.parse(regional.parameters.settingsUpdatedAt)).toBeGreaterThan(
+      Date.parse(before.parameters.settingsUpdatedAt),
+    );
+
+    await updateBillingSettings(
+      database.db,
+      pricedConfig,
+      { instancePrice: "40", freeMps: 0.25 },
+      "test",
+    );
+    const own = await issuePricedReport();
+    expect(own.parameters.halfCapacityPrice).toBe("40");
+    // Ĉ(4500) − Ĉ(900) = floor(40 · 4500² / 2700²) − floor(40 · 900² / 6300²) = 111 − 0.
+    expect(own.parameters.firstMpsAboveFreePrice).toBe("111");
+
+    // The chain keeps what earlier reports promised.
+    const first = readCurrentPayload((await loadReportsAfter(database.db, 0, 1))[0]?.jws ?? "");
+    expect(first.parameters.halfCapacityPrice).toBe("250");
+  });
+
+  it("give the charges that billing makes", async () => {
+    await updateBillingSettings(
+      database.db,
+      pricedConfig,
+      { enabled: true, region: "eu-west", regionPrices: { default: "250", "eu-west": "300" } },
+      "test",
+    );
+    const report = await issuePricedReport();
+
+    // One MPS above the free load, a load between, and a load below the free one.
+    const loads = [5400, 3000, 1000];
+    const owners = [];
+    for (const messages of loads) {
+      owners.push({ ...(await createFundedUnit(1_000_000n)), messages });
+    }
+    const [run] = await database.db
+      .insert(gradingRuns)
+      .values({
+        hour: HOUR,
+        trigger: "manual",
+        status: "completed",
+        instanceStatus: "green",
+        parameters: {},
+        figures: null,
+        finishedAt: AFTER,
+      })
+      .returning();
+    await database.db.insert(unitGrades).values(
+      owners.map((owner) => ({
+        hour: HOUR,
+        unitId: owner.unitId,
+        runId: (run as { id: string }).id,
+        colour: "red" as const,
+        percentile: 95,
+        meanMps: owner.messages / 3600,
+        peakMps: owner.messages / 3600,
+        messages: owner.messages,
+        bytes: owner.messages * 10,
+        activeSamples: 12,
+        hot: false,
+      })),
+    );
+
+    const billed = await runUsageBilling(
+      { db: database.db, config: pricedConfig, store, access: new OffUnitAccess() },
+      { hour: HOUR, trigger: "manual" },
+    );
+    expect(billed.status).toBe("completed");
+
+    const charged = [];
+    for (const owner of owners) {
+      charged.push((1_000_000n - (await userBalance(database.db, owner.userId))).toString());
+    }
+    const expected = loads.map((messages) => chargeFromReport(BigInt(messages), report.parameters));
+    expect(charged).toEqual(expected);
+    // Ĉ(5400) − Ĉ(1800) = 300 · 9 − floor(300 / 9) = 2700 − 33.
+    expect(expected).toEqual(["2667", "120", "0"]);
+    expect(report.parameters.firstMpsAboveFreePrice).toBe(charged[0]);
   });
 });
 

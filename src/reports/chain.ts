@@ -7,6 +7,7 @@
 import type { webcrypto } from "node:crypto";
 import { asc, desc, gt, sql } from "drizzle-orm";
 import { base64url, CompactSign } from "jose";
+import { loadBillingSettings } from "../billing/settings-store.ts";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/client.ts";
 import { type LoadReportRow, loadReports } from "../db/schema/index.ts";
@@ -15,9 +16,9 @@ import { getNodeLogger } from "../logging.ts";
 import type { TimeSeriesStore } from "../timeseries/store.ts";
 import {
   type AggregationLoad,
+  type AnyLoadReportPayload,
   buildLoadReportPayload,
   LOAD_REPORT_JWS_TYPE,
-  type LoadReportPayload,
 } from "./payload.ts";
 import { sha256Hex } from "./tokens.ts";
 
@@ -34,17 +35,21 @@ export interface ReportSigningKey {
 export interface IssueDependencies {
   db: Database;
   store: TimeSeriesStore;
-  config: Pick<Config, "origin" | "pepeunitDomain" | "grading" | "loadReport">;
+  /** The whole configuration, because the first billing settings row is created from it. */
+  config: Config;
   signingKey: () => Promise<ReportSigningKey>;
 }
 
-/** Reads the payload of a stored report without checking its signature. */
-export function readLoadReportPayload(jws: string): LoadReportPayload {
+/** Reads the payload of a stored report, of any version, without checking its signature. */
+export function readLoadReportPayload(jws: string): AnyLoadReportPayload {
   const encoded = jws.split(".")[1] ?? "";
-  return JSON.parse(new TextDecoder().decode(base64url.decode(encoded))) as LoadReportPayload;
+  return JSON.parse(new TextDecoder().decode(base64url.decode(encoded))) as AnyLoadReportPayload;
 }
 
-/** Signs and stores the next report from the latest completed grading run; returns its row. */
+/**
+ * Signs and stores the next report from the latest completed grading run and the billing
+ * settings in force; returns its row.
+ */
 export async function issueLoadReport(
   dependencies: IssueDependencies,
   now: Date = new Date(),
@@ -52,6 +57,7 @@ export async function issueLoadReport(
   const { db, config } = dependencies;
   const key = await dependencies.signingKey();
   const run = await latestCompletedRun(db);
+  const billing = await loadBillingSettings(db, config);
 
   const row = await db.transaction(async (tx) => {
     await tx.execute(sql`select pg_advisory_xact_lock(${LOAD_REPORT_LOCK_KEY})`);
@@ -66,8 +72,9 @@ export async function issueLoadReport(
     const payload = await buildLoadReportPayload({
       origin: config.origin,
       domain: config.pepeunitDomain,
-      grading: config.grading,
-      report: config.loadReport,
+      billing,
+      capacityMps: config.grading.capacityMps,
+      aggregationTopicBytes: config.loadReport.aggregationTopicBytes,
       store: dependencies.store,
       run,
       sequence: (previous?.sequence ?? 0) + 1,

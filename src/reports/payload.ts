@@ -1,16 +1,23 @@
 /**
- * The content of a load report: the grade parameters this instance charges by and the load it
- * measured. docs/load-report.md describes every field and the aggregation metric.
+ * The content of a load report: the prices this instance charges by and the load it measured.
+ * docs/load-report.md describes every field and the aggregation metric.
  */
-import type { GradingConfig, LoadReportConfig } from "../config.ts";
+import type { StoredBillingSettings } from "../billing/settings-store.ts";
 import type { GradingRunRow } from "../db/schema/index.ts";
 import type { GradingFigures } from "../grading/run.ts";
 import type { AggregationSpaceSnapshot } from "../metering/state/aggregation-space.ts";
 import type { PerHorizon, TimeSeriesStore } from "../timeseries/store.ts";
+import { type PublishedPriceParameters, publishedPriceParameters } from "./price-parameters.ts";
 
 /** Value of the payload's `type`, so a verifier never mistakes another JWS for a report. */
 export const LOAD_REPORT_TYPE = "pepeunit-load-report";
-export const LOAD_REPORT_VERSION = 1;
+/**
+ * The version this node issues. Version 2 takes its `parameters` from the billing settings and
+ * publishes the price curve; version 1 took them from the configuration.
+ */
+export const LOAD_REPORT_VERSION = 2;
+/** Every version that the verifier accepts, so chains issued before an upgrade still verify. */
+export const SUPPORTED_LOAD_REPORT_VERSIONS = [1, LOAD_REPORT_VERSION] as const;
 /** The JWS `typ` header of a load report. */
 export const LOAD_REPORT_JWS_TYPE = "pepeunit-load-report+jws";
 
@@ -35,9 +42,28 @@ export interface AggregationLoad {
   missingTables: string[];
 }
 
-export interface LoadReportPayload {
+/** The measured load, the same in versions 1 and 2. */
+export interface LoadReportLoad {
+  windowEnd: string;
+  windowSeconds: Horizons;
+  /** Messages per second on all topics over each window. */
+  mps: Horizons;
+  messages: Horizons;
+  grading: {
+    runId: string;
+    hour: string;
+    status: string;
+    meanMps: number;
+    peakMps: number;
+    yellowSamples: number;
+    redSamples: number;
+    units: { active: number; green: number; yellow: number; red: number };
+  } | null;
+  aggregation: AggregationLoad | null;
+}
+
+interface LoadReportHeader {
   type: typeof LOAD_REPORT_TYPE;
-  version: typeof LOAD_REPORT_VERSION;
   /** Origin of the issuing node; the signing key belongs to its instance actor. */
   iss: string;
   /** The Pepeunit domain whose load is reported. */
@@ -46,36 +72,36 @@ export interface LoadReportPayload {
   /** Hex SHA-256 of the previous report's compact JWS; null for sequence 1. */
   previousSha256: string | null;
   issuedAt: string;
+}
+
+/** The payload that this node issues: version 2, with the prices of the billing settings. */
+export interface LoadReportPayload extends LoadReportHeader {
+  version: typeof LOAD_REPORT_VERSION;
+  parameters: PublishedPriceParameters;
+  load: LoadReportLoad;
+}
+
+/**
+ * The payload of version 1, which earlier releases issued. Its parameters came from the
+ * configuration and can differ from what billing charged.
+ */
+export interface LoadReportPayloadV1 extends LoadReportHeader {
+  version: 1;
   parameters: {
     currency: "token";
     capacityMps: number;
     freeMps: number;
-    /** Minor token units per MPS above `freeMps`, per hour. */
+    /** A linear price per MPS above `freeMps` and hour, which billing never used. */
     pricePerMps: number;
     freeAggregationTopics: number;
-    /** Minor token units per aggregation topic unit above the free ones, per day. */
     pricePerAggregationTopic: number;
     aggregationTopicBytes: number;
   };
-  load: {
-    windowEnd: string;
-    windowSeconds: Horizons;
-    /** Messages per second on all topics over each window. */
-    mps: Horizons;
-    messages: Horizons;
-    grading: {
-      runId: string;
-      hour: string;
-      status: string;
-      meanMps: number;
-      peakMps: number;
-      yellowSamples: number;
-      redSamples: number;
-      units: { active: number; green: number; yellow: number; red: number };
-    } | null;
-    aggregation: AggregationLoad | null;
-  };
+  load: LoadReportLoad;
 }
+
+/** A payload of any supported version, as stored reports may hold. */
+export type AnyLoadReportPayload = LoadReportPayload | LoadReportPayloadV1;
 
 function horizons(values: PerHorizon): Horizons {
   const [month, week, day, hour] = values;
@@ -130,8 +156,10 @@ export function aggregationLoad(
 export interface PayloadInput {
   origin: URL;
   domain: string;
-  grading: GradingConfig;
-  report: LoadReportConfig;
+  /** The billing settings in force when the report is issued. */
+  billing: StoredBillingSettings;
+  capacityMps: number;
+  aggregationTopicBytes: number;
   store: TimeSeriesStore;
   run: GradingRunRow | undefined;
   sequence: number;
@@ -178,15 +206,10 @@ export async function buildLoadReportPayload(input: PayloadInput): Promise<LoadR
     sequence: input.sequence,
     previousSha256: input.previousSha256,
     issuedAt: input.now.toISOString(),
-    parameters: {
-      currency: "token",
-      capacityMps: input.grading.capacityMps,
-      freeMps: input.report.freeMps,
-      pricePerMps: input.report.pricePerMps,
-      freeAggregationTopics: input.report.freeAggregationTopics,
-      pricePerAggregationTopic: input.report.pricePerAggregationTopic,
-      aggregationTopicBytes: input.report.aggregationTopicBytes,
-    },
+    parameters: publishedPriceParameters(input.billing, {
+      capacityMps: input.capacityMps,
+      aggregationTopicBytes: input.aggregationTopicBytes,
+    }),
     load: {
       windowEnd: domains.windowEnd.toISOString(),
       windowSeconds: horizons(domains.windowSeconds),
@@ -196,11 +219,7 @@ export async function buildLoadReportPayload(input: PayloadInput): Promise<LoadR
       aggregation:
         snapshot === null
           ? null
-          : aggregationLoad(
-              snapshot,
-              input.report.aggregationTopicBytes,
-              input.previousAggregation,
-            ),
+          : aggregationLoad(snapshot, input.aggregationTopicBytes, input.previousAggregation),
     },
   };
 }

@@ -7,11 +7,18 @@
  * A list that starts after sequence 1 is checked from its first report on. Deleting reports at
  * its very start is then detectable only against an anchor that the verifier kept, which
  * `options.anchor` takes.
+ *
+ * Every supported payload version verifies at any position, so a chain whose version-1 reports
+ * are followed by version-2 ones after an upgrade verifies as one chain.
  */
 import type { webcrypto } from "node:crypto";
 import { compactVerify, decodeProtectedHeader, errors } from "jose";
 import { z } from "zod";
-import { LOAD_REPORT_JWS_TYPE, LOAD_REPORT_TYPE, LOAD_REPORT_VERSION } from "./payload.ts";
+import {
+  LOAD_REPORT_JWS_TYPE,
+  LOAD_REPORT_TYPE,
+  SUPPORTED_LOAD_REPORT_VERSIONS,
+} from "./payload.ts";
 import { sha256Hex } from "./tokens.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -19,7 +26,12 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** The payload fields that verification relies on; the rest is checked by the signature. */
 const ChainFieldsSchema = z.looseObject({
   type: z.literal(LOAD_REPORT_TYPE),
-  version: z.literal(LOAD_REPORT_VERSION),
+  version: z.literal(SUPPORTED_LOAD_REPORT_VERSIONS, {
+    error: (issue) =>
+      issue.input === undefined
+        ? "missing version"
+        : `unsupported version ${JSON.stringify(issue.input)}; this verifier reads versions ${SUPPORTED_LOAD_REPORT_VERSIONS.join(" and ")}, so update the verifier to read newer reports`,
+  }),
   iss: z.string(),
   sequence: z.number().int().min(1),
   previousSha256: z.string().regex(SHA256_HEX).nullable(),

@@ -14,13 +14,18 @@ interface ReportJson {
   jws: string;
   sha256: string;
   previousSha256: string | null;
-  payload: { sequence: number; iss: string };
+  payload: { sequence: number; iss: string; version: number; parameters: Record<string, unknown> };
 }
 
 beforeAll(async () => {
   const adminUrl = inject("postgresAdminUrl");
   [issuer, verifier] = await Promise.all([
-    startTestNode(adminUrl, "reportissuer"),
+    // Capacity 2 MPS is Q = 7200 messages per hour, so the published prices are not 0.
+    startTestNode(adminUrl, "reportissuer", {
+      PU_NODE_CAPACITY_MPS: "2",
+      PU_NODE_FREE_MPS: "0.5",
+      PU_NODE_HALF_CAPACITY_PRICE: "250",
+    }),
     startTestNode(adminUrl, "reportverifier"),
   ]);
 });
@@ -200,5 +205,76 @@ describe("GET /load_limit", () => {
     const { token } = await createToken("bad-query");
     const response = await scraperFetch("/api/v1/load_limit?after=-1", token);
     expect(response.status).toBe(400);
+  });
+});
+
+describe("published prices", () => {
+  async function latestParameters(token: string): Promise<Record<string, unknown>> {
+    await issueReports(1);
+    const response = await scraperFetch("/api/v1/load_limit", token);
+    expect(response.status).toBe(200);
+    const { items } = (await response.json()) as { items: ReportJson[] };
+    expect(items[0]?.payload.version).toBe(2);
+    return items[0]?.payload.parameters ?? {};
+  }
+
+  async function nodeInfoMonetisation(): Promise<Record<string, unknown>> {
+    const response = await fetch(new URL("/nodeinfo/2.1", issuer.origin));
+    expect(response.status).toBe(200);
+    const info = (await response.json()) as {
+      metadata: { pepeunit: { monetisation: Record<string, unknown> } };
+    };
+    return info.metadata.pepeunit.monetisation;
+  }
+
+  async function changeSettings(change: Record<string, unknown>): Promise<void> {
+    const response = await adminFetch("/api/v1/billing/settings", {
+      method: "PUT",
+      body: JSON.stringify(change),
+    });
+    expect(response.status).toBe(200);
+  }
+
+  it("match NodeInfo after each settings change", async () => {
+    const { token } = await createToken("prices");
+
+    await changeSettings({
+      enabled: true,
+      region: "eu-west",
+      regionPrices: { default: "250", "eu-west": "300" },
+      freeAggregationTopics: 2,
+      pricePerAggregationTopic: "3",
+    });
+    const regional = await latestParameters(token);
+    expect(regional).toMatchObject({
+      enabled: true,
+      region: "eu-west",
+      halfCapacityPrice: "300",
+      capacityMessagesPerHour: 7200,
+      freeMessagesPerHour: 1800,
+      // Ĉ(5400) − Ĉ(1800) = 300 · 9 − floor(300 / 9) = 2700 − 33.
+      firstMpsAboveFreePrice: "2667",
+      freeAggregationTopics: 2,
+      pricePerAggregationTopic: "3",
+    });
+    const regionalInfo = await nodeInfoMonetisation();
+    for (const [field, value] of Object.entries(regional)) {
+      expect(regionalInfo[field], field).toEqual(value);
+    }
+
+    await changeSettings({ instancePrice: "40", freeMps: 0.25 });
+    const own = await latestParameters(token);
+    expect(own).toMatchObject({
+      halfCapacityPrice: "40",
+      freeMps: 0.25,
+      freeMessagesPerHour: 900,
+      // Ĉ(4500) − Ĉ(900) = floor(40 · 4500² / 2700²) − floor(40 · 900² / 6300²) = 111 − 0.
+      firstMpsAboveFreePrice: "111",
+    });
+    const ownInfo = await nodeInfoMonetisation();
+    for (const [field, value] of Object.entries(own)) {
+      expect(ownInfo[field], field).toEqual(value);
+    }
+    expect(ownInfo.regionPrices).toEqual({ default: "250", "eu-west": "300" });
   });
 });

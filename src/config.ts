@@ -5,6 +5,8 @@
  */
 import path from "node:path";
 import { z } from "zod";
+import { InvalidPaymentRequestError } from "./money/payments/errors.ts";
+import { parseDecimalPrice } from "./money/payments/price.ts";
 
 export const ROLES = ["all", "web", "worker", "tap"] as const;
 export type Role = (typeof ROLES)[number];
@@ -440,10 +442,17 @@ const environmentSchema = z.object({
     .string()
     .regex(/^[A-Z0-9]{2,10}$/, "expected an upper-case asset code such as USDT or TON")
     .default("USDT"),
+  // Checked by the parser that prices invoices, so the node starts only with a usable price.
   PU_NODE_TOKEN_PRICE_CRYPTOPAY: z
     .string()
-    .regex(/^(0|[1-9][0-9]*)(\.[0-9]{1,18})?$/, "expected a decimal number such as 0.01")
-    .refine((value) => /[1-9]/.test(value), "expected a price above 0")
+    .superRefine((value, context) => {
+      try {
+        parseDecimalPrice(value, "USDT");
+      } catch (error) {
+        if (!(error instanceof InvalidPaymentRequestError)) throw error;
+        context.addIssue({ code: "custom", message: error.reason });
+      }
+    })
     .default("0.01"),
   PU_NODE_PAYMENT_MAX_TOKENS: positiveInteger("tokens").default(100000),
   // Crypto Pay accepts invoice lifetimes of at most 31 days.

@@ -2,7 +2,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FakeCryptoPay } from "../../test/fakes/cryptopay.ts";
 import { createTestDatabase, type TestDatabase } from "../../test/postgres.ts";
-import { loadConfig } from "../config.ts";
+import { ConfigError, loadConfig } from "../config.ts";
 import { handleApiError } from "../http/api/failures.ts";
 import { requireAdminToken } from "../http/auth.ts";
 import { createPaymentProviders } from "./providers.ts";
@@ -53,6 +53,23 @@ beforeAll(async () => {
 afterAll(async () => {
   await fake.stop();
   await database.drop();
+});
+
+describe("Crypto Pay token price", () => {
+  it("rejects an unusable price at start", () => {
+    const cases = [
+      { value: "0", reason: /"0" must be above 0/ },
+      { value: "0.0000000000000000001", reason: /at most 18 decimal places/ },
+      { value: "1,5", reason: /"1,5" is not a decimal number/ },
+    ];
+    for (const { value, reason } of cases) {
+      const start = () =>
+        buildApp({ PU_NODE_CRYPTOPAY_TOKEN: TOKEN, PU_NODE_TOKEN_PRICE_CRYPTOPAY: value });
+      expect(start, value).toThrow(ConfigError);
+      expect(start, value).toThrow(/PU_NODE_TOKEN_PRICE_CRYPTOPAY/);
+      expect(start, value).toThrow(reason);
+    }
+  });
 });
 
 describe("payment routes", () => {

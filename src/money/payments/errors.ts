@@ -4,11 +4,14 @@ import type { PaymentOrderState, PaymentProviderId } from "../../db/schema/index
 /** Raised for an invoice or refund request that is invalid before any provider is called. */
 export class InvalidPaymentRequestError extends Error {
   readonly field: string;
+  /** What is wrong with the value, without the field name. */
+  readonly reason: string;
 
-  constructor(field: string, message: string) {
-    super(`Invalid payment request field ${field}: ${message}`);
+  constructor(field: string, reason: string) {
+    super(`Invalid payment request field ${field}: ${reason}`);
     this.name = "InvalidPaymentRequestError";
     this.field = field;
+    this.reason = reason;
   }
 }
 

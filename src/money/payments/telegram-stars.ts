@@ -207,11 +207,25 @@ export class TelegramStarsProvider implements PaymentProvider<Update> {
     const payload = query.invoice_payload;
     if (!isOrderId(payload)) return "order_not_found";
     const timeoutMs = this.#options.preCheckoutTimeoutMs ?? DEFAULT_PRE_CHECKOUT_TIMEOUT_MS;
-    const order = await this.#options.db.transaction(async (tx) => {
-      await tx.execute(sql`select set_config('statement_timeout', ${String(timeoutMs)}, true)`);
+    // The deadline covers the wait for a pool connection and BEGIN too, which statement_timeout
+    // does not. The server-side limit, at twice the deadline, only ends a query nobody awaits.
+    const lookup = this.#options.db.transaction(async (tx) => {
+      await tx.execute(sql`select set_config('statement_timeout', ${String(timeoutMs * 2)}, true)`);
       return await findOrder(tx, payload);
     });
-    return checkPreCheckout(order, query, this.#now());
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`the order check took longer than ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      const order = await Promise.race([lookup, deadline]);
+      return checkPreCheckout(order, query, this.#now());
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async #creditPayment(

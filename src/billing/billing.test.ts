@@ -9,6 +9,7 @@ import { createTestDatabase, type TestDatabase } from "../../test/postgres.ts";
 import { type Config, loadConfig } from "../config.ts";
 import {
   billingRuns,
+  billingSettingsHistory,
   gradingRuns,
   ledgerTransactions,
   repos,
@@ -22,6 +23,7 @@ import {
 import { handleApiError, validationHook } from "../http/api/failures.ts";
 import { requireAdminToken } from "../http/auth.ts";
 import { EmqxTransport } from "../metering/emqx/transport.ts";
+import { InvalidBillingSettingsError } from "../money/billing/index.ts";
 import {
   openSystemAccount,
   openUserAccounts,
@@ -31,7 +33,8 @@ import {
 import { PostgresTimeSeriesStore } from "../timeseries/postgres/store.ts";
 import { runBillingCheck } from "./job.ts";
 import { registerBillingRoutes } from "./routes.ts";
-import { grantMonthlyAllowances, runUsageBilling } from "./run.ts";
+import { grantMonthlyAllowances, runAggregationBilling, runUsageBilling } from "./run.ts";
+import { loadBillingSettings, updateBillingSettings } from "./settings-store.ts";
 import { applyPendingBrokerChanges, resumeFundedOwners } from "./stopping.ts";
 import { EmqxUnitAccess } from "./unit-access.ts";
 
@@ -245,6 +248,39 @@ describe("billing settings", () => {
     expect(body.error.message).toMatch(/unitYellowPercentile: 90 must be below unitRedPercentile/);
   });
 
+  it("names the field of a rejected value", async () => {
+    const cases = [
+      { change: { region: "EU West" }, message: /field region: expected a region name/ },
+      { change: { colour: "red" }, message: /colour/ },
+      { change: { regionPrices: { "eu-west": 80 } }, message: /must include the region default/ },
+      {
+        change: { monthlyAllowance: -5 },
+        message: /field monthlyAllowance/,
+      },
+    ];
+    for (const { change, message } of cases) {
+      const response = await app.request("/api/v1/billing/settings", admin("PUT", change));
+      const body = (await response.json()) as { error: { message: string } };
+      expect(response.status, JSON.stringify(change)).toBe(400);
+      expect(body.error.message).toMatch(message);
+    }
+  });
+
+  it("names the body for a change that is no object", async () => {
+    const history = () => database.db.select().from(billingSettingsHistory);
+    await loadBillingSettings(database.db, config);
+    const before = (await history()).length;
+
+    // The REST schema rejects such bodies first; other callers of the store get the same check.
+    const failure = await updateBillingSettings(database.db, config, ["enabled"], "test").catch(
+      (error: unknown) => error,
+    );
+
+    expect(failure).toBeInstanceOf(InvalidBillingSettingsError);
+    expect((failure as InvalidBillingSettingsError).field).toBe("body");
+    expect(await history()).toHaveLength(before);
+  });
+
   it("requires the admin token", async () => {
     const response = await app.request("/api/v1/billing/settings");
     expect(response.status).toBe(401);
@@ -273,13 +309,17 @@ describe("monthly allowance", () => {
 });
 
 describe("hourly billing", () => {
-  it("charges a red Unit once when run twice", async () => {
+  it("charges red and yellow Units once", async () => {
     const red = await createUnit();
+    const yellow = await createUnit();
     const green = await createUnit();
     await creditPaid(red.userId, 1000n);
+    await creditPaid(yellow.userId, 1000n);
     await creditPaid(green.userId, 1000n);
+    // Yellow from the 50th percentile: 900 messages cost floor(100 · 900² / 2700²) − 1 = 10.
     await grade(HOUR, [
       { unitId: red.unitId, percentile: 90, messages: 1800 },
+      { unitId: yellow.unitId, percentile: 60, messages: 900 },
       { unitId: green.unitId, percentile: 0, messages: 1800 },
     ]);
 
@@ -290,8 +330,8 @@ describe("hourly billing", () => {
     expect(first.status).toBe(200);
     expect(await first.json()).toMatchObject({
       status: "completed",
-      charged: 1,
-      total: "99",
+      charged: 2,
+      total: "109",
       failures: 0,
     });
     const second = await runUsageBilling(dependencies, { hour: HOUR, trigger: "manual" });
@@ -299,6 +339,7 @@ describe("hourly billing", () => {
     expect(second.total).toBe(0n);
 
     expect(await balance(red.userId)).toBe(901n);
+    expect(await balance(yellow.userId)).toBe(990n);
     expect(await balance(green.userId)).toBe(1000n);
     expect(await usageCharges(red.unitId)).toHaveLength(1);
     await verifyLedger(database.db);
@@ -467,11 +508,120 @@ describe("billing job", () => {
   });
 });
 
+describe("aggregation billing", () => {
+  const DAY = new Date("2027-02-28T00:00:00Z");
+
+  async function addNode(unitId: string): Promise<string> {
+    const [node] = await database.db
+      .insert(unitNodes)
+      .values({ unitId, type: "Output", topicName: `agg-${randomUUID()}/pepeunit` })
+      .returning();
+    return (node as { id: string }).id;
+  }
+
+  async function aggregationCharges(userId: string) {
+    return (await database.db.select().from(ledgerTransactions)).filter(
+      (row) => row.kind === "aggregation" && row.idempotencyKey.includes(userId),
+    );
+  }
+
+  it("charges topic units above the free ones once", async () => {
+    const heavy = await createUnit();
+    const light = await createUnit();
+    await creditPaid(heavy.userId, 1000n);
+    await creditPaid(light.userId, 1000n);
+    const second = await addNode(heavy.unitId);
+    const empty = await addNode(heavy.unitId);
+    const settings = await app.request(
+      "/api/v1/billing/settings",
+      admin("PUT", { freeAggregationTopics: 1, pricePerAggregationTopic: 7 }),
+    );
+    expect(settings.status).toBe(200);
+    const mebibyte = config.loadReport.aggregationTopicBytes;
+    await dependencies.store.writeAggregationSpace({
+      at: new Date("2027-02-28T23:00:00Z"),
+      unitNodes: [
+        // 3.5 blocks round up to 4 topic units; both tables of one UnitNode add up.
+        {
+          unitNodeId: heavy.nodeId,
+          userId: heavy.userId,
+          table: "n_last_entry",
+          rows: 10,
+          bytes: 2 * mebibyte,
+        },
+        {
+          unitNodeId: heavy.nodeId,
+          userId: heavy.userId,
+          table: "window_entry",
+          rows: 5,
+          bytes: 1.5 * mebibyte,
+        },
+        // A small table is still one unit, an empty one is none.
+        {
+          unitNodeId: second,
+          userId: heavy.userId,
+          table: "aggregation_entry",
+          rows: 3,
+          bytes: 100,
+        },
+        { unitNodeId: empty, userId: heavy.userId, table: "n_last_entry", rows: 0, bytes: 0 },
+        {
+          unitNodeId: light.nodeId,
+          userId: light.userId,
+          table: "n_last_entry",
+          rows: 1,
+          bytes: 10,
+        },
+        // A UnitNode the catalogue does not know is not charged to anyone.
+        { unitNodeId: randomUUID(), userId: null, table: "n_last_entry", rows: 9, bytes: 10 },
+      ],
+      users: [],
+      missingTables: [],
+    });
+
+    const first = await runAggregationBilling(dependencies, { day: DAY, trigger: "manual" });
+    const again = await runAggregationBilling(dependencies, { day: DAY, trigger: "manual" });
+
+    expect(first.status).toBe("completed");
+    expect(again.status).toBe("completed");
+    // heavy: 4 + 1 = 5 units, 1 free, 4 × 7 = 28 tokens; light: 1 unit, all free.
+    const heavyCharges = await aggregationCharges(heavy.userId);
+    expect(heavyCharges).toHaveLength(1);
+    expect(heavyCharges[0]?.metadata).toMatchObject({ day: "2027-02-28", topicUnits: 5 });
+    expect(await balance(heavy.userId)).toBe(972n);
+    expect(await balance(light.userId)).toBe(1000n);
+    await verifyLedger(database.db);
+  });
+
+  it("charges nothing while monetisation is off", async () => {
+    const unit = await createUnit();
+    await creditPaid(unit.userId, 100n);
+    await app.request("/api/v1/billing/settings", admin("PUT", { enabled: false }));
+    await dependencies.store.writeAggregationSpace({
+      at: new Date("2027-02-28T23:30:00Z"),
+      unitNodes: [
+        { unitNodeId: unit.nodeId, userId: unit.userId, table: "n_last_entry", rows: 1, bytes: 10 },
+      ],
+      users: [],
+      missingTables: [],
+    });
+
+    const run = await runAggregationBilling(dependencies, { day: DAY, trigger: "manual" });
+
+    expect(run.status).not.toBe("failed");
+    expect(await aggregationCharges(unit.userId)).toHaveLength(0);
+    expect(await balance(unit.userId)).toBe(100n);
+  });
+});
+
 describe("NodeInfo monetisation", () => {
   it("publishes the settings", async () => {
     await app.request(
       "/api/v1/billing/settings",
-      admin("PUT", { region: "eu-west", regionPrices: { default: 100, "eu-west": 80 } }),
+      admin("PUT", {
+        region: "eu-west",
+        regionPrices: { default: 100, "eu-west": 80, "asia-east": 120 },
+      }),
     );
     const info = await buildNodeInfo(database.db, config);
     const pepeunit = (info.metadata as { pepeunit: { monetisation: Record<string, unknown> } })
@@ -481,12 +631,25 @@ describe("NodeInfo monetisation", () => {
       monthlyFreeTokens: "50",
       region: "eu-west",
       halfCapacityPrice: "80",
-      regionPrices: { default: "100", "eu-west": "80" },
+      regionPrices: { "asia-east": "120", default: "100", "eu-west": "80" },
       capacityMps: 1,
       freeMps: 0.1,
       unitYellowPercentile: 50,
       unitRedPercentile: 80,
       instanceStatus: null,
     });
+  });
+
+  it("prices a region without a price by default", async () => {
+    const response = await app.request(
+      "/api/v1/billing/settings",
+      admin("PUT", { region: "sa-east", regionPrices: { default: 100, "eu-west": 80 } }),
+    );
+    expect(response.status).toBe(200);
+
+    const info = await buildNodeInfo(database.db, config);
+    const pepeunit = (info.metadata as { pepeunit: { monetisation: Record<string, unknown> } })
+      .pepeunit;
+    expect(pepeunit.monetisation).toMatchObject({ region: "sa-east", halfCapacityPrice: "100" });
   });
 });

@@ -104,31 +104,54 @@ export class FakeCryptoPay {
     return await fetch(url, { method: "POST", headers, body });
   }
 
+  /**
+   * Serves one API request in the calling process, without a socket. Unit tests give it to the
+   * client as its `fetch`, with any API URL such as `http://cryptopay.invalid/api`.
+   */
+  readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const request = new Request(input, init);
+    const reply = this.#respond(
+      new URL(request.url),
+      request.headers.get("crypto-pay-api-token"),
+      await request.text(),
+    );
+    return new Response(JSON.stringify(reply.body), {
+      status: reply.status,
+      headers: { "content-type": "application/json" },
+    });
+  };
+
   async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString("utf8");
-    const url = new URL(request.url ?? "/", "http://x");
-    let status = 200;
-    let body: unknown;
+    const token = request.headers["crypto-pay-api-token"];
+    const reply = this.#respond(
+      new URL(request.url ?? "/", "http://x"),
+      typeof token === "string" ? token : null,
+      text,
+    );
+    response.writeHead(reply.status, { "content-type": "application/json" });
+    response.end(JSON.stringify(reply.body));
+  }
+
+  #respond(url: URL, token: string | null, text: string): { status: number; body: unknown } {
     try {
       const match = /^\/api\/([A-Za-z]+)$/.exec(url.pathname);
       if (match === null) throw new ApiError(404, 404, "METHOD_NOT_FOUND");
-      if (request.headers["crypto-pay-api-token"] !== this.token) {
-        throw new ApiError(401, 401, "UNAUTHORIZED");
-      }
+      if (token !== this.token) throw new ApiError(401, 401, "UNAUTHORIZED");
       const params: Record<string, unknown> =
         text === "" ? Object.fromEntries(url.searchParams) : JSON.parse(text);
       const method = match[1] as string;
       this.calls.push({ method, params });
-      body = { ok: true, result: this.#call(method, params) };
+      return { status: 200, body: { ok: true, result: this.#call(method, params) } };
     } catch (error) {
       const apiError = error instanceof ApiError ? error : new ApiError(500, 500, "INTERNAL");
-      status = apiError.status;
-      body = { ok: false, error: { code: apiError.code, name: apiError.message } };
+      return {
+        status: apiError.status,
+        body: { ok: false, error: { code: apiError.code, name: apiError.message } },
+      };
     }
-    response.writeHead(status, { "content-type": "application/json" });
-    response.end(JSON.stringify(body));
   }
 
   #call(method: string, params: Record<string, unknown>): unknown {

@@ -262,15 +262,32 @@ export class FakeTelegramBotApi {
     return chargeId;
   }
 
+  /**
+   * Serves one Bot API request in the calling process, without a socket. Unit tests pass it to
+   * grammY as its `fetch`, with any `apiRoot` such as `http://telegram.invalid`.
+   */
+  readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    // grammY passes the signal of its abort-controller polyfill, which Request rejects; a
+    // request served in process has nothing to abort anyway.
+    const request = new Request(input, { ...init, signal: undefined });
+    const reply = await this.#respond(new URL(request.url).pathname, await request.text());
+    return new Response(JSON.stringify(reply.body), {
+      status: reply.status,
+      headers: { "content-type": "application/json" },
+    });
+  };
+
   async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString("utf8");
-    const match = /^\/bot([^/]+)\/([A-Za-z]+)$/.exec(
-      new URL(request.url ?? "/", "http://x").pathname,
-    );
-    let status = 200;
-    let body: unknown;
+    const reply = await this.#respond(new URL(request.url ?? "/", "http://x").pathname, text);
+    response.writeHead(reply.status, { "content-type": "application/json" });
+    response.end(JSON.stringify(reply.body));
+  }
+
+  async #respond(pathname: string, text: string): Promise<{ status: number; body: unknown }> {
+    const match = /^\/bot([^/]+)\/([A-Za-z]+)$/.exec(pathname);
     try {
       if (match === null) throw new ApiError(404, "Not Found");
       if (match[1] !== this.token) throw new ApiError(401, "Unauthorized");
@@ -281,20 +298,20 @@ export class FakeTelegramBotApi {
       if (failure !== undefined) {
         throw new ApiError(failure.code, failure.description, failure.retryAfter);
       }
-      body = { ok: true, result: await this.#call(method, params) };
+      return { status: 200, body: { ok: true, result: await this.#call(method, params) } };
     } catch (error) {
       const code = error instanceof ApiError ? error.code : 500;
       const retryAfter = error instanceof ApiError ? error.retryAfter : undefined;
-      status = code;
-      body = {
-        ok: false,
-        error_code: code,
-        description: (error as Error).message,
-        ...(retryAfter === undefined ? {} : { parameters: { retry_after: retryAfter } }),
+      return {
+        status: code,
+        body: {
+          ok: false,
+          error_code: code,
+          description: (error as Error).message,
+          ...(retryAfter === undefined ? {} : { parameters: { retry_after: retryAfter } }),
+        },
       };
     }
-    response.writeHead(status, { "content-type": "application/json" });
-    response.end(JSON.stringify(body));
   }
 
   async #call(method: string, params: Record<string, unknown>): Promise<unknown> {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../../../test/postgres.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
 import type { Database } from "../../db/client.ts";
 import { ledgerTransactions, users } from "../../db/schema/index.ts";
 import {
@@ -16,16 +16,16 @@ import { grantMonthlyAllowance, monthKey } from "./allowance.ts";
 import { faucetPostingKey, grantFaucetTokens } from "./faucet.ts";
 import { aggregationPostingKey, chargeUser, usagePostingKey, userBalance } from "./usage.ts";
 
-let database: TestDatabase;
+let database: MoneyTestDatabase;
 let db: Database;
 
 beforeAll(async () => {
-  database = await createTestDatabase(inject("postgresAdminUrl"), "money_billing");
+  database = await openMoneyTestDatabase("money_billing");
   db = database.db;
 });
 
 afterAll(async () => {
-  await database.drop();
+  await database.close();
 });
 
 async function createUser(): Promise<string> {

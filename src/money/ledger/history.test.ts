@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../../../test/postgres.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
 import type { Database } from "../../db/client.ts";
 import { users } from "../../db/schema/index.ts";
 import {
@@ -13,16 +13,16 @@ import {
   spendTokens,
 } from "./index.ts";
 
-let database: TestDatabase;
+let database: MoneyTestDatabase;
 let db: Database;
 
 beforeAll(async () => {
-  database = await createTestDatabase(inject("postgresAdminUrl"), "ledger_history");
+  database = await openMoneyTestDatabase("ledger_history");
   db = database.db;
 });
 
 afterAll(async () => {
-  await database.drop();
+  await database.close();
 });
 
 async function createUser(): Promise<string> {

@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../../../test/postgres.ts";
-import { createDatabase, createPool, type Database } from "../../db/client.ts";
-import { ledgerAccounts, ledgerTransactions, users } from "../../db/schema/index.ts";
+import { eq, sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { accountBalance, createLedgerUser } from "../../../test/ledger-support.ts";
+import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
+import type { Database } from "../../db/client.ts";
+import { ledgerTransactions } from "../../db/schema/index.ts";
 import {
   IdempotencyConflictError,
   InsufficientFundsError,
@@ -16,33 +17,20 @@ import {
   verifyLedger,
 } from "./index.ts";
 
-let database: TestDatabase;
+let database: MoneyTestDatabase;
 let db: Database;
 
 beforeAll(async () => {
-  database = await createTestDatabase(inject("postgresAdminUrl"), "ledger_post");
+  database = await openMoneyTestDatabase("ledger_post");
   db = database.db;
 });
 
 afterAll(async () => {
-  await database.drop();
+  await database.close();
 });
 
-async function createUser(): Promise<string> {
-  const [user] = await db
-    .insert(users)
-    .values({ login: `user-${randomUUID()}` })
-    .returning({ id: users.id });
-  return (user as { id: string }).id;
-}
-
-async function balanceOf(accountId: number): Promise<bigint> {
-  const [account] = await db
-    .select({ balance: ledgerAccounts.balance })
-    .from(ledgerAccounts)
-    .where(eq(ledgerAccounts.id, accountId));
-  return (account as { balance: bigint }).balance;
-}
+const createUser = () => createLedgerUser(db);
+const balanceOf = (accountId: number) => accountBalance(db, accountId);
 
 async function grantFree(accountId: number, amount: bigint): Promise<PostedTransaction> {
   const faucet = await openSystemAccount(db, "faucet");
@@ -250,145 +238,40 @@ describe("postTransaction", () => {
       "Invalid ledger request field entries: amounts sum to 1, but a double-entry posting must sum to 0",
     );
   });
-});
 
-describe("postTransaction under concurrency", () => {
-  it("loses no update and never deadlocks", async () => {
-    // A second pool, so the postings really run on many connections at once.
-    const pool = createPool({ url: database.url, max: 16, applicationName: "ledger-concurrency" });
-    const concurrentDb = createDatabase(pool);
-    try {
-      const userIds = [await createUser(), await createUser(), await createUser()];
-      const userAccounts = await Promise.all(userIds.map((id) => openUserAccounts(db, id)));
-      const faucet = await openSystemAccount(db, "faucet");
-      const revenue = await openSystemAccount(db, "revenue_usage");
-      const accounts = [
-        faucet.id,
-        revenue.id,
-        ...userAccounts.flatMap(({ free, paid }) => [free.id, paid.id]),
-      ];
-      const before = new Map<number, bigint>();
-      for (const id of accounts) before.set(id, await balanceOf(id));
+  it("names the request when it is no object", async () => {
+    const failure = await postTransaction(db, null as never).catch((error: unknown) => error);
 
-      // Each posting moves an amount between two or three accounts picked round-robin. The
-      // entries are listed in a different order per posting, so without the global lock order
-      // two postings would lock the same pair in opposite orders and deadlock.
-      const requests = Array.from({ length: 240 }, (_, index) => {
-        const from = accounts[index % accounts.length] as number;
-        const to = accounts[(index * 7 + 3) % accounts.length] as number;
-        const third = accounts[(index * 5 + 1) % accounts.length] as number;
-        const amount = BigInt((index % 13) + 1);
-        const entries =
-          from === to
-            ? [
-                { accountId: faucet.id === from ? revenue.id : faucet.id, amount: -amount },
-                { accountId: from, amount },
-              ]
-            : third === from || third === to
-              ? [
-                  { accountId: from, amount: -amount },
-                  { accountId: to, amount },
-                ]
-              : [
-                  { accountId: from, amount: -2n * amount },
-                  { accountId: to, amount },
-                  { accountId: third, amount },
-                ];
-        return {
-          idempotencyKey: `concurrent-${index}-${randomUUID()}`,
-          kind: "transfer",
-          entries: index % 2 === 0 ? entries : [...entries].reverse(),
-        };
-      });
-
-      const outcomes = await Promise.allSettled(
-        requests.map((request) => postTransaction(concurrentDb, request)),
-      );
-
-      const expected = new Map(before);
-      let posted = 0;
-      for (const outcome of outcomes) {
-        if (outcome.status === "rejected") {
-          // Only a user account running dry may stop a posting; a deadlock (40P01) or any
-          // other error fails here.
-          expect(outcome.reason).toBeInstanceOf(InsufficientFundsError);
-          continue;
-        }
-        posted++;
-        for (const entry of outcome.value.entries) {
-          expected.set(entry.accountId, (expected.get(entry.accountId) as bigint) + entry.amount);
-        }
-      }
-      expect(posted).toBeGreaterThan(100);
-      for (const id of accounts) {
-        expect(await balanceOf(id)).toBe(expected.get(id));
-      }
-      await verifyLedger(db);
-    } finally {
-      await pool.end();
-    }
+    expect(failure).toBeInstanceOf(InvalidLedgerRequestError);
+    expect((failure as InvalidLedgerRequestError).field).toBe("request");
   });
 
-  it("writes a replayed key once", async () => {
-    const pool = createPool({ url: database.url, max: 16, applicationName: "ledger-replay" });
-    const concurrentDb = createDatabase(pool);
-    try {
-      const { paid } = await openUserAccounts(db, await createUser());
-      const clearing = await openSystemAccount(db, "payments_clearing");
-      const request = {
-        idempotencyKey: `payment-${randomUUID()}`,
-        kind: "payment.test",
-        entries: [
-          { accountId: clearing.id, amount: -40n },
-          { accountId: paid.id, amount: 40n },
-        ],
-      };
+  it("rejects an account twice", async () => {
+    const { free } = await openUserAccounts(db, await createUser());
+    const failure = await postTransaction(db, {
+      idempotencyKey: `twice-${randomUUID()}`,
+      kind: "usage",
+      entries: [
+        { accountId: free.id, amount: -1n },
+        { accountId: free.id, amount: 1n },
+      ],
+    }).catch((error: unknown) => error);
 
-      const results = await Promise.all(
-        Array.from({ length: 32 }, () => postTransaction(concurrentDb, request)),
-      );
-
-      expect(results.filter((result) => !result.replayed)).toHaveLength(1);
-      expect(new Set(results.map((result) => result.id)).size).toBe(1);
-      expect(await balanceOf(paid.id)).toBe(40n);
-      await verifyLedger(db);
-    } finally {
-      await pool.end();
-    }
+    expect(failure).toBeInstanceOf(InvalidLedgerRequestError);
+    expect((failure as Error).message).toMatch(`account ${free.id} appears twice`);
   });
 
-  it("rejects parallel conflicting contents", async () => {
-    const pool = createPool({ url: database.url, max: 16, applicationName: "ledger-conflict" });
-    const concurrentDb = createDatabase(pool);
-    try {
-      const { paid } = await openUserAccounts(db, await createUser());
-      const clearing = await openSystemAccount(db, "payments_clearing");
-      const key = `payment-${randomUUID()}`;
+  it("keeps every account in tokens", async () => {
+    // A posting is balanced in one currency only, so the database refuses any other.
+    const failure = await db
+      .execute(
+        sql`insert into ledger_accounts (owner_kind, kind, currency) values ('system', 'payments_clearing', 'XTR')`,
+      )
+      .catch((error: unknown) => error);
 
-      const outcomes = await Promise.allSettled(
-        Array.from({ length: 16 }, (_, index) =>
-          postTransaction(concurrentDb, {
-            idempotencyKey: key,
-            kind: "payment.test",
-            entries: [
-              { accountId: clearing.id, amount: -BigInt(index + 1) },
-              { accountId: paid.id, amount: BigInt(index + 1) },
-            ],
-          }),
-        ),
-      );
-
-      const written = outcomes.filter((outcome) => outcome.status === "fulfilled");
-      const rejected = outcomes.filter((outcome) => outcome.status === "rejected");
-      expect(written).toHaveLength(1);
-      for (const outcome of rejected) {
-        expect(outcome.reason).toBeInstanceOf(IdempotencyConflictError);
-      }
-      const [winner] = written as PromiseFulfilledResult<PostedTransaction>[];
-      const credited = winner?.value.entries.find((entry) => entry.accountId === paid.id);
-      expect(await balanceOf(paid.id)).toBe(credited?.amount);
-    } finally {
-      await pool.end();
-    }
+    const { cause } = failure as { cause?: { constraint?: string } };
+    expect(cause?.constraint ?? (failure as { constraint?: string }).constraint).toBe(
+      "ledger_accounts_currency_check",
+    );
   });
 });

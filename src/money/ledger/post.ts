@@ -99,7 +99,8 @@ export async function writePosting(
       return replayTransaction(concurrent, contentHash);
     }
 
-    checkCurrencies(accounts);
+    // Every account is in tokens (the check ledger_accounts_currency_check), so the entries of
+    // a posting always add up in one currency. A second currency needs a check here first.
     checkUserBalances(accounts, posting.entries);
 
     await tx.insert(ledgerEntries).values(
@@ -205,18 +206,6 @@ export async function lockAccounts(
     throw new LedgerAccountNotFoundError(accountIds.filter((id) => !found.has(id)));
   }
   return accounts;
-}
-
-/** Raises unless every account has the same currency, since a posting cannot convert amounts. */
-export function checkCurrencies(accounts: readonly LedgerAccount[]): void {
-  const currencies = new Set(accounts.map((account) => account.currency));
-  if (currencies.size > 1) {
-    const listed = accounts.map((account) => `${account.id} (${account.currency})`).join(", ");
-    throw new InvalidLedgerRequestError(
-      "entries",
-      `the accounts ${listed} have different currencies: post each currency separately`,
-    );
-  }
 }
 
 /**

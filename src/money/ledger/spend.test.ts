@@ -1,80 +1,37 @@
 import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../../../test/postgres.ts";
-import { createDatabase, createPool, type Database } from "../../db/client.ts";
-import { ledgerAccounts, ledgerTransactions, users } from "../../db/schema/index.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  accountBalance,
+  createFundedUser as createFundedLedgerUser,
+  createLedgerUser,
+} from "../../../test/ledger-support.ts";
+import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
+import type { Database } from "../../db/client.ts";
+import { ledgerTransactions } from "../../db/schema/index.ts";
 import {
   IdempotencyConflictError,
   InsufficientFundsError,
   InvalidLedgerRequestError,
   openSystemAccount,
-  openUserAccounts,
   postTransaction,
   spendTokens,
-  type UserAccounts,
-  verifyLedger,
 } from "./index.ts";
 
-let database: TestDatabase;
+let database: MoneyTestDatabase;
 let db: Database;
 
 beforeAll(async () => {
-  database = await createTestDatabase(inject("postgresAdminUrl"), "ledger_spend");
+  database = await openMoneyTestDatabase("ledger_spend");
   db = database.db;
 });
 
 afterAll(async () => {
-  await database.drop();
+  await database.close();
 });
 
-async function createUser(): Promise<string> {
-  const [user] = await db
-    .insert(users)
-    .values({ login: `user-${randomUUID()}` })
-    .returning({ id: users.id });
-  return (user as { id: string }).id;
-}
-
-async function balanceOf(accountId: number): Promise<bigint> {
-  const [account] = await db
-    .select({ balance: ledgerAccounts.balance })
-    .from(ledgerAccounts)
-    .where(eq(ledgerAccounts.id, accountId));
-  return (account as { balance: bigint }).balance;
-}
-
-/** Creates a user with `free` free tokens and `paid` paid tokens. */
-async function createFundedUser(
-  free: bigint,
-  paid: bigint,
-): Promise<{ userId: string } & UserAccounts> {
-  const userId = await createUser();
-  const accounts = await openUserAccounts(db, userId);
-  const faucet = await openSystemAccount(db, "faucet");
-  const clearing = await openSystemAccount(db, "payments_clearing");
-  if (free > 0n) {
-    await postTransaction(db, {
-      idempotencyKey: `grant-${randomUUID()}`,
-      kind: "free_grant",
-      entries: [
-        { accountId: faucet.id, amount: -free },
-        { accountId: accounts.free.id, amount: free },
-      ],
-    });
-  }
-  if (paid > 0n) {
-    await postTransaction(db, {
-      idempotencyKey: `payment-${randomUUID()}`,
-      kind: "payment.test",
-      entries: [
-        { accountId: clearing.id, amount: -paid },
-        { accountId: accounts.paid.id, amount: paid },
-      ],
-    });
-  }
-  return { userId, ...accounts };
-}
+const balanceOf = (accountId: number) => accountBalance(db, accountId);
+const createFundedUser = (free: bigint, paid: bigint) => createFundedLedgerUser(db, free, paid);
 
 describe("spendTokens", () => {
   it("spends free tokens first", async () => {
@@ -141,7 +98,7 @@ describe("spendTokens", () => {
   });
 
   it("opens the accounts of a new user", async () => {
-    const userId = await createUser();
+    const userId = await createLedgerUser(db);
 
     const failure = await spendTokens(db, userId, 1n, `spend-${randomUUID()}`).catch(
       (error: unknown) => error,
@@ -186,7 +143,7 @@ describe("spendTokens", () => {
   });
 
   it("rejects invalid input", async () => {
-    const userId = await createUser();
+    const userId = await createLedgerUser(db);
     const cases: [() => Promise<unknown>, string][] = [
       [() => spendTokens(db, "not-a-uuid", 1n, "k"), "userId"],
       [() => spendTokens(db, userId, 0n, "k"), "amount"],
@@ -198,67 +155,6 @@ describe("spendTokens", () => {
       const failure = await call().catch((error: unknown) => error);
       expect(failure).toBeInstanceOf(InvalidLedgerRequestError);
       expect((failure as InvalidLedgerRequestError).field).toBe(field);
-    }
-  });
-
-  it("runs beside postings to revenue", async () => {
-    const pool = createPool({ url: database.url, max: 16, applicationName: "spend-mixed" });
-    const concurrentDb = createDatabase(pool);
-    try {
-      const user = await createFundedUser(0n, 1000n);
-      const revenue = await openSystemAccount(db, "revenue_usage");
-
-      // Refunds lock revenue_usage and user_paid, listing revenue first, while spends lock the
-      // user's accounts and revenue_usage. Without one lock order these could deadlock.
-      const spends = Array.from({ length: 60 }, () =>
-        spendTokens(concurrentDb, user.userId, 3n, `spend-${randomUUID()}`),
-      );
-      const refunds = Array.from({ length: 60 }, () =>
-        postTransaction(concurrentDb, {
-          idempotencyKey: `refund-${randomUUID()}`,
-          kind: "refund",
-          entries: [
-            { accountId: revenue.id, amount: -2n },
-            { accountId: user.paid.id, amount: 2n },
-          ],
-        }),
-      );
-      const outcomes = await Promise.allSettled([...spends, ...refunds]);
-
-      expect(outcomes.filter((outcome) => outcome.status === "rejected")).toEqual([]);
-      expect(await balanceOf(user.paid.id)).toBe(1000n - 180n + 120n);
-      await verifyLedger(db);
-    } finally {
-      await pool.end();
-    }
-  });
-
-  it("never overspends under concurrency", async () => {
-    const pool = createPool({ url: database.url, max: 16, applicationName: "spend-concurrency" });
-    const concurrentDb = createDatabase(pool);
-    try {
-      const user = await createFundedUser(40n, 60n);
-
-      // 30 distinct spends of 7 tokens, each sent twice at the same time: 14 fit into 100.
-      const keys = Array.from({ length: 30 }, (_, index) => `spend-${index}-${randomUUID()}`);
-      const outcomes = await Promise.allSettled(
-        [...keys, ...keys].map((key) => spendTokens(concurrentDb, user.userId, 7n, key)),
-      );
-
-      const written = new Set<number>();
-      for (const outcome of outcomes) {
-        if (outcome.status === "rejected") {
-          expect(outcome.reason).toBeInstanceOf(InsufficientFundsError);
-        } else {
-          written.add(outcome.value.id);
-        }
-      }
-      expect(written.size).toBe(14);
-      expect(await balanceOf(user.free.id)).toBe(0n);
-      expect(await balanceOf(user.paid.id)).toBe(2n);
-      await verifyLedger(db);
-    } finally {
-      await pool.end();
     }
   });
 });

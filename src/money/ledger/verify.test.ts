@@ -1,9 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
-import { afterEach, beforeEach, describe, expect, inject, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../../../test/postgres.ts";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
 import type { Database } from "../../db/client.ts";
-import { migrateDatabase } from "../../db/migrate.ts";
 import { users } from "../../db/schema/index.ts";
 import {
   LedgerIntegrityError,
@@ -14,16 +13,16 @@ import {
   verifyLedger,
 } from "./index.ts";
 
-let database: TestDatabase;
+let database: MoneyTestDatabase;
 let db: Database;
 
 beforeEach(async () => {
-  database = await createTestDatabase(inject("postgresAdminUrl"), "ledger_verify");
+  database = await openMoneyTestDatabase("ledger_verify");
   db = database.db;
 });
 
 afterEach(async () => {
-  await database.drop();
+  await database.close();
 });
 
 async function createUser(): Promise<string> {
@@ -162,7 +161,7 @@ describe("ledger triggers", () => {
 
     expect(failure).toBeInstanceOf(Error);
     expect(constraintOf(failure)).toBe("ledger_entries_balanced");
-    expect(String((failure as Error).cause)).toContain(
+    expect(String((failure as Error).cause ?? failure)).toContain(
       "Ledger transaction 9001 is unbalanced: its entries sum to 1 instead of 0",
     );
   });
@@ -196,11 +195,11 @@ describe("ledger triggers", () => {
   });
 
   it("survives running the migrations again", async () => {
-    await migrateDatabase(db);
+    await database.migrate();
 
     const triggers = await db.execute<{ count: string }>(
       sql`select count(*) from pg_trigger where tgname like 'ledger_%'`,
     );
-    expect(triggers.rows[0]?.count).toBe("4");
+    expect(Number(triggers.rows[0]?.count)).toBe(4);
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../../../test/postgres.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
 import type { Database } from "../../db/client.ts";
 import { type PaymentProviderId, paymentOrders } from "../../db/schema/index.ts";
 import {
@@ -28,16 +28,16 @@ import {
 import type { PaymentProvider, ProviderTransaction } from "./provider.ts";
 import { reconcilePayments } from "./reconcile.ts";
 
-let database: TestDatabase;
+let database: MoneyTestDatabase;
 let db: Database;
 
 beforeAll(async () => {
-  database = await createTestDatabase(inject("postgresAdminUrl"), "payments_orders");
+  database = await openMoneyTestDatabase("payments_orders");
   db = database.db;
 });
 
 afterAll(async () => {
-  await database.drop();
+  await database.close();
 });
 
 async function newOrder(provider: PaymentProviderId = "cryptopay", tokens = 10n) {

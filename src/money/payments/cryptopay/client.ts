@@ -35,6 +35,8 @@ export interface CryptoPayClientOptions {
   apiToken: string;
   /** Time limit of one call. */
   timeoutMs?: number;
+  /** The HTTP client; the global `fetch` unless given (tests serve the API in process). */
+  fetch?: typeof fetch;
 }
 
 export interface CreateInvoiceParams {
@@ -75,7 +77,8 @@ export class CryptoPayClient {
     const base = this.#options.apiUrl.href.replace(/\/+$/, "");
     let response: Response;
     try {
-      response = await fetch(`${base}/${method}`, {
+      const send = this.#options.fetch ?? fetch;
+      response = await send(`${base}/${method}`, {
         method: "POST",
         headers: {
           "content-type": "application/json",

@@ -1,8 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { LedgerAccount } from "../../db/schema/index.ts";
 import { canonicalJson, hashJson, hashPosting } from "./content-hash.ts";
 import { InvalidLedgerRequestError } from "./errors.ts";
-import { checkCurrencies } from "./post.ts";
 import { type PostingRequest, parsePostingRequest } from "./validation.ts";
 
 const balanced = [
@@ -166,31 +164,5 @@ describe("content hash", () => {
     }
     // The idempotency key is the look-up key, not part of the content.
     expect(hashPosting({ ...base, idempotencyKey: "other" })).toBe(hashPosting(base));
-  });
-});
-
-describe("checkCurrencies", () => {
-  function account(id: number, currency: string): LedgerAccount {
-    return {
-      id,
-      ownerKind: "system",
-      ownerId: null,
-      kind: "faucet",
-      currency: currency as LedgerAccount["currency"],
-      balance: 0n,
-      createdAt: new Date(0),
-      updatedAt: new Date(0),
-    };
-  }
-
-  it("accepts one currency", () => {
-    expect(() => checkCurrencies([account(1, "token"), account(2, "token")])).not.toThrow();
-  });
-
-  it("rejects mixed currencies", () => {
-    // Only "token" exists today, so the mix is built in memory.
-    expect(() => checkCurrencies([account(1, "token"), account(2, "credit")])).toThrow(
-      "the accounts 1 (token), 2 (credit) have different currencies",
-    );
   });
 });

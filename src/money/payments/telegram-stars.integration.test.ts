@@ -415,6 +415,17 @@ describe("Telegram Stars reconciliation", () => {
       date: 0,
       receiver: { type: "fragment" },
     });
+    // A payment of an invoice that carried no payload cannot belong to any order.
+    fake.starTransactions.push({
+      id: "no-payload-1",
+      amount: 3,
+      date: 0,
+      source: {
+        type: "user",
+        transaction_type: "invoice_payment",
+        user: { id: PAYER.id, is_bot: false, first_name: "Payer" },
+      },
+    } as never);
     // More than one page of transactions.
     for (let index = 0; index < 100; index++) {
       fake.starTransactions.push({ id: `other-${index}`, amount: 1, date: 0 });
@@ -429,6 +440,7 @@ describe("Telegram Stars reconciliation", () => {
     expect(await orderState(db, refunded.id)).toBe("refunded");
     expect(await paidBalance(db, userId)).toBe(before + 7n - 2n);
     expect(await mismatchKinds(db, unknownCharge)).toEqual(["unknown_order"]);
+    expect(await mismatchKinds(db, "no-payload-1")).toEqual(["unknown_order"]);
     expect(await countPostings(db, `payment:telegram_stars:${lostCharge}`)).toBe(1);
 
     const again = await reconcilePayments(db, provider);

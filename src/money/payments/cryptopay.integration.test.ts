@@ -185,6 +185,21 @@ describe("Crypto Pay webhook", () => {
     expect(await orderState(db, order.id)).toBe("created");
   });
 
+  it("flags amounts that cannot match the price", async () => {
+    // The price of 10 tokens is 0.15 USDT at scale 3; neither amount can equal it.
+    for (const amount of ["0.1500001", "0,15"]) {
+      const { userId, order, invoice } = await paidInvoice(10n);
+      const body = fake.webhookBody({ ...invoice, amount });
+
+      const response = await fake.sendWebhook(webhookUrl, body);
+
+      expect(response.status, amount).toBe(200);
+      expect(await orderState(db, order.id)).toBe("created");
+      expect(await paidBalance(db, userId)).toBe(0n);
+      expect(await mismatchKinds(db, String(invoice.invoice_id))).toEqual(["amount_mismatch"]);
+    }
+  });
+
   it("ignores an update of another type", async () => {
     const { order, invoice } = await paidInvoice(5n);
     const body = fake.webhookBody(invoice, "invoice_expired");
@@ -345,13 +360,22 @@ describe("Crypto Pay client", () => {
   });
 
   it("pages through many invoices", async () => {
-    const stubInvoices = Array.from({ length: 1500 }, (_, index) => ({
+    const stubInvoices: Record<string, unknown>[] = Array.from({ length: 1500 }, (_, index) => ({
       invoice_id: index + 1,
       status: "paid",
       asset: "TON",
       amount: "1",
       bot_invoice_url: "https://t.me/CryptoBot",
     }));
+    // An invoice in fiat has no asset.
+    stubInvoices.push({
+      invoice_id: 1501,
+      status: "paid",
+      currency_type: "fiat",
+      fiat: "USD",
+      amount: "2",
+      bot_invoice_url: "https://t.me/CryptoBot",
+    });
     const stub = createServer((request, response) => {
       const chunks: Buffer[] = [];
       request.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -376,7 +400,8 @@ describe("Crypto Pay client", () => {
     for await (const transaction of paged.listTransactions()) listed.push(transaction);
     await new Promise<void>((resolve) => stub.close(() => resolve()));
 
-    expect(listed).toHaveLength(1500);
+    expect(listed).toHaveLength(1501);
+    expect(listed[1500]).toMatchObject({ providerPaymentId: "1501", currency: "" });
     expect(listed[0]).toMatchObject({ providerPaymentId: "1", orderId: null, currency: "TON" });
   });
 });

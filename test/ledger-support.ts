@@ -1,0 +1,60 @@
+/** Helpers of the ledger tests: users, funded accounts and balances. */
+import { randomUUID } from "node:crypto";
+import { eq } from "drizzle-orm";
+import type { DatabaseLike } from "../src/db/client.ts";
+import { ledgerAccounts, users } from "../src/db/schema/index.ts";
+import {
+  openSystemAccount,
+  openUserAccounts,
+  postTransaction,
+  type UserAccounts,
+} from "../src/money/ledger/index.ts";
+
+export async function createLedgerUser(db: DatabaseLike): Promise<string> {
+  const [user] = await db
+    .insert(users)
+    .values({ login: `user-${randomUUID()}` })
+    .returning({ id: users.id });
+  return (user as { id: string }).id;
+}
+
+export async function accountBalance(db: DatabaseLike, accountId: number): Promise<bigint> {
+  const [account] = await db
+    .select({ balance: ledgerAccounts.balance })
+    .from(ledgerAccounts)
+    .where(eq(ledgerAccounts.id, accountId));
+  return (account as { balance: bigint }).balance;
+}
+
+/** Creates a user with `free` free tokens and `paid` paid tokens. */
+export async function createFundedUser(
+  db: DatabaseLike,
+  free: bigint,
+  paid: bigint,
+): Promise<{ userId: string } & UserAccounts> {
+  const userId = await createLedgerUser(db);
+  const accounts = await openUserAccounts(db, userId);
+  const faucet = await openSystemAccount(db, "faucet");
+  const clearing = await openSystemAccount(db, "payments_clearing");
+  if (free > 0n) {
+    await postTransaction(db, {
+      idempotencyKey: `grant-${randomUUID()}`,
+      kind: "free_grant",
+      entries: [
+        { accountId: faucet.id, amount: -free },
+        { accountId: accounts.free.id, amount: free },
+      ],
+    });
+  }
+  if (paid > 0n) {
+    await postTransaction(db, {
+      idempotencyKey: `payment-${randomUUID()}`,
+      kind: "payment.test",
+      entries: [
+        { accountId: clearing.id, amount: -paid },
+        { accountId: accounts.paid.id, amount: paid },
+      ],
+    });
+  }
+  return { userId, ...accounts };
+}

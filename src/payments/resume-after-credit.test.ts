@@ -1,6 +1,7 @@
 /**
  * A Unit stopped for an unpaid charge gets its broker access back as soon as the Crypto Pay
- * webhook of its owner's payment is handled, before the billing job's next check.
+ * webhook of its owner's payment is handled, or a reconciliation credits a payment whose webhook
+ * was lost, before the billing job's next check.
  */
 import { randomUUID } from "node:crypto";
 import { type ServerType, serve } from "@hono/node-server";
@@ -135,6 +136,26 @@ describe("payment credit", () => {
     const topics = emqx.allRules.map((rule) => rule.topic);
     expect(topics).not.toContain(`${DOMAIN}/${nodeId}/#`);
     expect(topics).not.toContain(`${DOMAIN}/+/${unitId}/+/pepeunit`);
+  });
+
+  it("resumes stopped Units on reconciliation", async () => {
+    const { userId, unitId } = await stoppedUnit();
+    const { order } = await provider.createInvoice({ userId, tokens: 100n, language: "en" });
+    // Paid at the provider, but the webhook never arrived.
+    cryptoPay.markPaid(Number(order.providerInvoiceId));
+
+    const response = await fetch(new URL("../reconcile", webhookUrl), {
+      method: "POST",
+      headers: { authorization: `Bearer ${"c".repeat(64)}` },
+    });
+
+    expect(response.status).toBe(200);
+    const { reports } = (await response.json()) as { reports: Record<string, unknown>[] };
+    expect(reports[0]).toMatchObject({ provider: "cryptopay", credited: 1 });
+    expect(reports[0]).not.toHaveProperty("creditedUserIds");
+    const state = await billingState(unitId);
+    expect(state?.state).toBe("active");
+    expect(state?.brokerApplied).toBe(true);
   });
 
   it("keeps Units of an unpaid invoice stopped", async () => {

@@ -3,8 +3,14 @@
  * for the billing job's next check.
  */
 import { resumeUnits, type StoppingDependencies } from "../billing/stopping.ts";
+import type { DatabaseLike } from "../db/client.ts";
 import { getNodeLogger } from "../logging.ts";
-import type { NotificationResult } from "../money/payments/index.ts";
+import {
+  type NotificationResult,
+  type PaymentProvider,
+  type ReconciliationReport,
+  reconcilePayments,
+} from "../money/payments/index.ts";
 
 const logger = getNodeLogger("money", "payments");
 
@@ -47,4 +53,20 @@ export async function notifyPaymentCredit(
   if (outcome.status === "credited" || outcome.status === "already_credited") {
     await listener(outcome.order.userId);
   }
+}
+
+/**
+ * Runs one reconciliation of `provider` and calls `listener` for every user whose lost payment
+ * it credited, so their Units resume at once instead of at the billing job's next check.
+ */
+export async function reconcileAndResume(
+  db: DatabaseLike,
+  provider: PaymentProvider<unknown>,
+  listener: PaymentCreditListener | undefined,
+): Promise<ReconciliationReport> {
+  const report = await reconcilePayments(db, provider);
+  if (listener !== undefined) {
+    for (const userId of report.creditedUserIds) await listener(userId);
+  }
+  return report;
 }

@@ -26,10 +26,13 @@ import {
   type PaymentProvider,
   PaymentProviderError,
   RefundNotSupportedError,
-  reconcilePayments,
 } from "../money/payments/index.ts";
 import type { PaymentProviders } from "./providers.ts";
-import { notifyPaymentCredit, type PaymentCreditListener } from "./resume-after-credit.ts";
+import {
+  notifyPaymentCredit,
+  type PaymentCreditListener,
+  reconcileAndResume,
+} from "./resume-after-credit.ts";
 
 /** Path of the Crypto Pay webhook under `/api/v1`. */
 export const CRYPTOPAY_WEBHOOK_PATH = "/payments/cryptopay/webhook";
@@ -141,7 +144,10 @@ export function registerPaymentRoutes(
     db: DatabaseLike;
     providers: PaymentProviders;
     admin: MiddlewareHandler;
-    /** Called after a webhook credited a payment; the node passes `resumeUnitsOnCredit`. */
+    /**
+     * Called after a webhook or a reconciliation credited a payment; the node passes
+     * `resumeUnitsOnCredit`.
+     */
     onCredit?: PaymentCreditListener;
   },
 ): void {
@@ -254,7 +260,12 @@ export function registerPaymentRoutes(
       for (const provider of [providers.telegramStars, providers.cryptoPay]) {
         if (provider === undefined) continue;
         try {
-          reports.push({ ...(await reconcilePayments(db, provider)) });
+          const { creditedUserIds: _users, ...counts } = await reconcileAndResume(
+            db,
+            provider,
+            options.onCredit,
+          );
+          reports.push(counts);
         } catch (error) {
           throw toHttpError(error);
         }

@@ -9,11 +9,10 @@ import type { Config } from "../config.ts";
 import { AdvisoryLockHolder } from "../db/advisory-lock.ts";
 import type { Database } from "../db/client.ts";
 import { runPeriodically } from "../jobs/loop.ts";
-import { reconcilePayments } from "../money/payments/index.ts";
 import { registerUserCommands, setBotCommands } from "../telegram/bot.ts";
 import { startTelegramNoticeSender } from "../telegram/runtime.ts";
 import { createPaymentProviders, trimSlash } from "./providers.ts";
-import { resumeUnitsOnCredit } from "./resume-after-credit.ts";
+import { reconcileAndResume, resumeUnitsOnCredit } from "./resume-after-credit.ts";
 import { createPaymentBot, runPaymentBot } from "./telegram-bot.ts";
 
 /** Advisory lock of the one worker that reconciles payments ("PURCNC"). */
@@ -31,13 +30,14 @@ export function startPaymentJobs(options: {
   const { config, db, signal } = options;
   const providers = createPaymentProviders(config, db);
   const jobs: Promise<void>[] = [];
+  const onCredit = resumeUnitsOnCredit({ db, access: createUnitAccess(config) });
   const { telegramToken } = config.payments;
   if (providers.telegramStars !== undefined && telegramToken !== undefined) {
     const bot = createPaymentBot({
       token: telegramToken,
       apiRoot: trimSlash(config.payments.telegramApiRoot),
       provider: providers.telegramStars,
-      onCredit: resumeUnitsOnCredit({ db, access: createUnitAccess(config) }),
+      onCredit,
     });
     registerUserCommands(bot, {
       db,
@@ -79,7 +79,7 @@ export function startPaymentJobs(options: {
           intervalMs: config.payments.reconcileIntervalSeconds * 1000,
           run: async () => {
             if (!(await lock.hold())) return false;
-            for (const provider of configured) await reconcilePayments(db, provider);
+            for (const provider of configured) await reconcileAndResume(db, provider, onCredit);
             return false;
           },
         },

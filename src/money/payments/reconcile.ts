@@ -22,6 +22,8 @@ export interface ReconciliationReport {
   refunds: number;
   /** Payments credited by this run because no notification had credited them. */
   credited: number;
+  /** Users whose payments this run credited, once each, so the node can resume their Units. */
+  creditedUserIds: string[];
   /** Provider refunds recorded by this run. */
   refundsApplied: number;
   mismatches: number;
@@ -45,6 +47,7 @@ export async function reconcilePayments(
     payments: 0,
     refunds: 0,
     credited: 0,
+    creditedUserIds: [],
     refundsApplied: 0,
     mismatches: 0,
   };
@@ -79,6 +82,9 @@ async function reconcilePayment(
   const outcome = await confirmPayment(db, { provider: provider.id, ...transaction });
   if (outcome.status === "credited") {
     report.credited += 1;
+    if (!report.creditedUserIds.includes(outcome.order.userId)) {
+      report.creditedUserIds.push(outcome.order.userId);
+    }
     logger.warning(
       "Reconciliation credited payment {providerPaymentId} of order {orderId}, which no notification had credited",
       { providerPaymentId: transaction.providerPaymentId, orderId: outcome.order.id },

@@ -213,6 +213,28 @@ describe("reconcilePayments", () => {
     await verifyLedger(db);
   });
 
+  it("lists each credited user once", async () => {
+    const { userId, order } = await newOrder();
+    const second = await createOrder(db, {
+      userId,
+      provider: "cryptopay",
+      tokens: 10n,
+      price: { amount: 25n, currency: "USDT", scale: 1 },
+      expiresAt: new Date(Date.now() + 60_000),
+      payerRef: null,
+    });
+    const other = await newOrder();
+    const lost = [order, second, other.order].map(
+      (lostOrder): ProviderTransaction => ({ ...paymentFor(lostOrder.id), kind: "payment" }),
+    );
+
+    const report = await reconcilePayments(db, listingProvider(lost));
+
+    expect(report.credited).toBe(3);
+    expect(report.creditedUserIds).toEqual([userId, other.userId]);
+    expect(await paidBalance(db, userId)).toBe(20n);
+  });
+
   it("flags a credit that is not the payment's", async () => {
     const { order: other } = await newOrder();
     const otherPayment = paymentFor(other.id);

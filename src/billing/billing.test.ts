@@ -255,7 +255,8 @@ describe("billing settings", () => {
       { change: { regionPrices: { "eu-west": 80 } }, message: /must include the region default/ },
       {
         change: { monthlyAllowance: -5 },
-        message: /field monthlyAllowance/,
+        message:
+          /^Invalid body field monthlyAllowance: expected a whole number of tokens, 0 or more/,
       },
     ];
     for (const { change, message } of cases) {

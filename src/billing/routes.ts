@@ -245,7 +245,7 @@ export function registerBillingRoutes(
         return c.json(settingsResponse(stored), 200);
       } catch (error) {
         if (!(error instanceof InvalidBillingSettingsError)) throw error;
-        throw badRequest(error.field, error.message);
+        throw badRequest(error.field, error.reason);
       }
     },
   );

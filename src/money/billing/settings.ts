@@ -23,15 +23,22 @@ export interface BillingSettings {
   pricePerAggregationTopic: bigint;
 }
 
+const TOKENS_MESSAGE =
+  "expected a whole number of tokens, 0 or more, as a number or a decimal string";
+
+// Each branch carries the message too, because zod reports the issue of the branch whose type
+// matched (such as a negative number) instead of the union's own.
 const tokens = z
   .union(
     [
-      z.string().regex(/^(0|[1-9][0-9]{0,17})$/),
-      z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+      z.string().regex(/^(0|[1-9][0-9]{0,17})$/, TOKENS_MESSAGE),
+      z
+        .number()
+        .int(TOKENS_MESSAGE)
+        .min(0, TOKENS_MESSAGE)
+        .max(Number.MAX_SAFE_INTEGER, TOKENS_MESSAGE),
     ],
-    {
-      error: "expected a whole number of tokens, 0 or more, as a number or a decimal string",
-    },
+    { error: TOKENS_MESSAGE },
   )
   .transform((value) => BigInt(value));
 
@@ -72,11 +79,14 @@ export type BillingSettingsChange = z.input<typeof billingSettingsChangeSchema>;
 /** Raised for a settings change that is invalid; `field` names the field at fault. */
 export class InvalidBillingSettingsError extends Error {
   readonly field: string;
+  /** What is wrong with the value, without the field name. */
+  readonly reason: string;
 
-  constructor(field: string, message: string) {
-    super(`Invalid billing settings field ${field}: ${message}`);
+  constructor(field: string, reason: string) {
+    super(`Invalid billing settings field ${field}: ${reason}`);
     this.name = "InvalidBillingSettingsError";
     this.field = field;
+    this.reason = reason;
   }
 }
 

@@ -33,9 +33,12 @@ export function createPaymentBot(options: {
   onCredit?: PaymentCreditListener;
 }): Bot {
   const bot = new Bot(options.token, { client: { apiRoot: options.apiRoot } });
-  bot.on(["pre_checkout_query", "message:successful_payment"], async (ctx) => {
+  bot.on(["pre_checkout_query", "message:successful_payment"], async (ctx, next) => {
     const result = await options.provider.handleNotification(ctx.update);
     if (options.onCredit !== undefined) await notifyPaymentCredit(result, options.onCredit);
+    // A payment is a message from the payer, so later handlers see it too: it clears a block
+    // that a failed notice set on the payer's linked chat.
+    if (ctx.message !== undefined) await next();
   });
   bot.catch((error) => {
     logger.error("Handling Telegram update {updateId} failed: {error}", {

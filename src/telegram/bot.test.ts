@@ -359,4 +359,29 @@ describe("bot commands", () => {
     expect(link?.blockedAt).toBeNull();
     expect(link?.blockedReason).toBeNull();
   });
+
+  it("clears a block when the user pays", async () => {
+    const userId = await createUser(db);
+    const user = newTelegramUser();
+    await ask(user, `/link ${(await issueCode(userId)).code}`);
+    const invoicesBefore = fake.invoices.size;
+    fake.sendText(user, "/buy 5");
+    await vi.waitFor(() => expect(fake.invoices.size).toBe(invoicesBefore + 1), {
+      timeout: 5_000,
+    });
+    const invoice = [...fake.invoices.entries()].find(([, entry]) => entry.chatId === user.id);
+    const orderId = invoice?.[0] as string;
+    await db
+      .update(telegramLinks)
+      .set({ blockedAt: new Date(), blockedReason: "Forbidden: bot was blocked by the user" })
+      .where(eq(telegramLinks.userId, userId));
+
+    const attempt = await fake.pay({ payload: orderId, user });
+
+    expect(attempt.ok).toBe(true);
+    await vi.waitFor(async () => expect((await linkOf(userId))?.blockedAt).toBeNull(), {
+      timeout: 5_000,
+    });
+    expect(await orderState(db, orderId)).toBe("paid");
+  });
 });

@@ -28,6 +28,11 @@ export type AllowanceOutcome =
  * comes from the `free_allowance` account. Idempotent per user and month: the free account is
  * locked first, so a rerun or a second worker finds the posting and changes nothing. When the
  * balance is 0 and the allowance is 0 nothing is posted, and a rerun repeats that outcome.
+ *
+ * NOTE: months are not checked for order, so a grant of an earlier month that arrives after a
+ * later one resets the free tokens to the earlier allowance; the billing job only grants the
+ * current month. Every grant locks the one `free_allowance` and `expired_free` rows, so grants
+ * of all users run one at a time, as spends do on `revenue_usage`.
  */
 export async function grantMonthlyAllowance(
   db: DatabaseLike,

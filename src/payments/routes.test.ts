@@ -1,8 +1,10 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FakeCryptoPay } from "../../test/fakes/cryptopay.ts";
 import { createTestDatabase, type TestDatabase } from "../../test/postgres.ts";
 import { ConfigError, loadConfig } from "../config.ts";
+import { paymentOrders, telegramLinks } from "../db/schema/index.ts";
 import { handleApiError } from "../http/api/failures.ts";
 import { requireAdminToken } from "../http/auth.ts";
 import { createPaymentProviders } from "./providers.ts";
@@ -89,6 +91,30 @@ describe("payment routes", () => {
     const read = await request(app, `/payments/orders/${body.order.id}`);
     expect(read.status).toBe(200);
     expect(((await read.json()) as { currency: string }).currency).toBe("TON");
+  });
+
+  it("rejects a Stars invoice into another user's chat", async () => {
+    const owner = await createUser(database.db);
+    const payer = await createUser(database.db);
+    await database.db
+      .insert(telegramLinks)
+      .values({ userId: owner, chatId: 700_501, telegramUserId: 700_501, language: "en" });
+
+    const response = await request(starsOnly, "/payments/orders", {
+      userId: payer,
+      provider: "telegram_stars",
+      tokens: 5,
+      telegramChatId: 700_501,
+    });
+
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { message: string } };
+    expect(body.error.message).toContain(`chat 700501 is linked to user ${owner}, not to ${payer}`);
+    const orders = await database.db
+      .select()
+      .from(paymentOrders)
+      .where(eq(paymentOrders.userId, payer));
+    expect(orders).toHaveLength(0);
   });
 
   it("maps errors to statuses", async () => {

@@ -13,6 +13,7 @@ import {
   type PaymentOrder,
   paymentMismatches,
 } from "../db/schema/index.ts";
+import { invalidFieldError } from "../http/api/fields.ts";
 import { adminRoute, errorResponses, jsonBody, jsonResponse } from "../http/api/routing.ts";
 import { IdParamsSchema } from "../http/api/schemas.ts";
 import { HttpError } from "../http/errors.ts";
@@ -27,6 +28,7 @@ import {
   PaymentProviderError,
   RefundNotSupportedError,
 } from "../money/payments/index.ts";
+import { findChatLink } from "../telegram/links.ts";
 import type { PaymentProviders } from "./providers.ts";
 import {
   notifyPaymentCredit,
@@ -175,6 +177,9 @@ export function registerPaymentRoutes(
     async (c) => {
       const body = c.req.valid("json");
       const provider = providerOf(providers, body.provider);
+      if (body.provider === "telegram_stars" && body.telegramChatId !== undefined) {
+        await checkInvoiceChat(db, body.userId, body.telegramChatId);
+      }
       try {
         const invoice = await provider.createInvoice({
           userId: body.userId,
@@ -367,4 +372,19 @@ function registerCryptoPayWebhook(
     if (onCredit !== undefined) await notifyPaymentCredit(result, onCredit);
     return c.json({ ok: true }, 200);
   });
+}
+
+/**
+ * Raises a 400 when `chatId` is linked to another user than the order's, because whoever pays
+ * in that chat would credit the order's user.
+ */
+async function checkInvoiceChat(db: DatabaseLike, userId: string, chatId: number): Promise<void> {
+  const link = await findChatLink(db, chatId);
+  if (link !== undefined && link.userId !== userId) {
+    throw invalidFieldError(
+      "body",
+      "telegramChatId",
+      `chat ${chatId} is linked to user ${link.userId}, not to ${userId}; send the invoice to the user's own chat or omit telegramChatId to get a payment link`,
+    );
+  }
 }

@@ -35,8 +35,8 @@ import { runBillingCheck } from "./job.ts";
 import { registerBillingRoutes } from "./routes.ts";
 import { grantMonthlyAllowances, runAggregationBilling, runUsageBilling } from "./run.ts";
 import { loadBillingSettings, updateBillingSettings } from "./settings-store.ts";
-import { applyPendingBrokerChanges, resumeFundedOwners } from "./stopping.ts";
-import { EmqxUnitAccess } from "./unit-access.ts";
+import { applyPendingBrokerChanges, resumeFundedOwners, stopUnit } from "./stopping.ts";
+import { EmqxUnitAccess, OffUnitAccess } from "./unit-access.ts";
 
 const ADMIN_TOKEN = "billing-test-admin-token-0123456789abcdef";
 const DOMAIN = "unit.example.com";
@@ -400,7 +400,9 @@ describe("hourly billing", () => {
       .where(eq(userNotices.userId, unit.userId));
     expect(notices).toHaveLength(1);
     expect(notices[0]?.textEn).toMatch(/is stopped: the balance could not pay/);
+    expect(notices[0]?.textEn).toMatch(/gets its MQTT access back/);
     expect(notices[0]?.textRu).toMatch(/остановлен/);
+    expect(notices[0]?.textRu).toMatch(/доступ к MQTT/);
 
     // A rerun charges and notices nothing more.
     await runUsageBilling(dependencies, { hour: HOUR, trigger: "manual" });
@@ -416,6 +418,30 @@ describe("hourly billing", () => {
       .where(eq(unitBillingState.unitId, unit.unitId));
     expect(resumed).toMatchObject({ state: "active", brokerApplied: true });
     expect(emqx.allRules).toEqual([{ topic: "other/#", permission: "deny", action: "all" }]);
+  });
+
+  it("promises no MQTT access without a driver", async () => {
+    const unit = await createUnit();
+    await stopUnit(
+      { db: database.db, access: new OffUnitAccess() },
+      {
+        unitId: unit.unitId,
+        ownerId: unit.userId,
+        reason: "load_at_capacity",
+        chargeKey: `usage:${unit.unitId}:${HOUR.toISOString()}`,
+        charged: 7n,
+      },
+    );
+
+    const [notice] = await database.db
+      .select()
+      .from(userNotices)
+      .where(eq(userNotices.userId, unit.userId));
+    expect(notice?.textEn).toMatch(/reached the instance's capacity.*\(7 tokens\) was charged/);
+    expect(notice?.textEn).toMatch(/to resume the Unit\.$/);
+    expect(notice?.textEn).not.toMatch(/MQTT/);
+    expect(notice?.textRu).toMatch(/чтобы возобновить Юнит\.$/);
+    expect(notice?.textRu).not.toMatch(/MQTT/);
   });
 
   it("retries a failed broker change", async () => {

@@ -36,26 +36,40 @@ export interface StopRequest {
   charged: bigint;
 }
 
-/** Notice texts in Russian and English. */
-function stopNoticeTexts(unitName: string, reason: UnitStopReason, charged: bigint) {
-  if (reason === "load_at_capacity") {
-    return {
-      ru:
-        `Юнит ${unitName} остановлен: его нагрузка достигла ёмкости инстанса, где цена не ограничена. ` +
-        `Списан весь баланс (${charged} токенов). Юнит снова получит доступ к MQTT, когда баланс станет больше нуля.`,
-      en:
-        `Unit ${unitName} is stopped: its load reached the instance's capacity, where the price is unbounded. ` +
-        `The whole balance (${charged} tokens) was charged. The Unit gets its MQTT access back when the balance is above zero.`,
-    };
-  }
-  return {
-    ru:
-      `Юнит ${unitName} остановлен: на балансе не хватило токенов для почасовой оплаты (списано ${charged}). ` +
-      "Пополните баланс, и Юнит снова получит доступ к MQTT.",
-    en:
-      `Unit ${unitName} is stopped: the balance could not pay its hourly charge (${charged} tokens charged). ` +
-      "Top up the balance and the Unit gets its MQTT access back.",
-  };
+/**
+ * Notice texts in Russian and English. They promise MQTT access back only when the broker
+ * driver revokes it; with the driver `off` the Unit keeps its access while stopped.
+ */
+function stopNoticeTexts(
+  unitName: string,
+  reason: UnitStopReason,
+  charged: bigint,
+  revokesAccess: boolean,
+) {
+  const cause =
+    reason === "load_at_capacity"
+      ? {
+          ru:
+            `Юнит ${unitName} остановлен: его нагрузка достигла ёмкости инстанса, где цена не ограничена. ` +
+            `Списан весь баланс (${charged} токенов).`,
+          en:
+            `Unit ${unitName} is stopped: its load reached the instance's capacity, where the price is unbounded. ` +
+            `The whole balance (${charged} tokens) was charged.`,
+        }
+      : {
+          ru: `Юнит ${unitName} остановлен: на балансе не хватило токенов для почасовой оплаты (списано ${charged}).`,
+          en: `Unit ${unitName} is stopped: the balance could not pay its hourly charge (${charged} tokens charged).`,
+        };
+  const remedy = revokesAccess
+    ? {
+        ru: "Пополните баланс (например, командой /buy в Telegram-боте узла), и Юнит снова получит доступ к MQTT.",
+        en: "Top up the balance (for example with /buy in the node's Telegram bot) and the Unit gets its MQTT access back.",
+      }
+    : {
+        ru: "Пополните баланс (например, командой /buy в Telegram-боте узла), чтобы возобновить Юнит.",
+        en: "Top up the balance (for example with /buy in the node's Telegram bot) to resume the Unit.",
+      };
+  return { ru: `${cause.ru} ${remedy.ru}`, en: `${cause.en} ${remedy.en}` };
 }
 
 async function unitTopics(db: Database, unitId: string): Promise<UnitTopics> {
@@ -79,7 +93,12 @@ export async function stopUnit(
     .select({ name: units.name })
     .from(units)
     .where(eq(units.id, request.unitId));
-  const texts = stopNoticeTexts(unit?.name ?? request.unitId, request.reason, request.charged);
+  const texts = stopNoticeTexts(
+    unit?.name ?? request.unitId,
+    request.reason,
+    request.charged,
+    dependencies.access.kind !== "off",
+  );
 
   await db.transaction(async (tx) => {
     await tx

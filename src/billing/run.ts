@@ -111,7 +111,8 @@ async function finishRun(
     {
       runId: run.id,
       charged: tally.charged,
-      total: tally.total,
+      // LogTape writes a bigint with its `n` suffix, as in "2310n tokens".
+      total: tally.total.toString(),
       failures: tally.failures.length,
       retryable: tally.failures.filter((failure) => failure.retryable).length,
       retries: tally.retries,
@@ -337,7 +338,7 @@ export async function grantMonthlyAllowances(
     }
   }
   if (granted > 0) {
-    logger.info("Granted the free tokens of {month} to {granted} users", { month, granted });
+    logger.info("Granted the free tokens of {month} to {granted} user(s)", { month, granted });
   }
   return granted;
 }

@@ -345,7 +345,7 @@ export async function refundOrder(
     logger.info("Refunded order {orderId} of user {userId}: {tokens} tokens taken back", {
       orderId: order.id,
       userId: order.userId,
-      tokens: order.tokens,
+      tokens: order.tokens.toString(),
     });
     return { status: "refunded", order: updated as PaymentOrder, transactionId: posted.id };
   });

@@ -28,10 +28,12 @@ import {
   openSystemAccount,
   openUserAccounts,
   postTransaction,
+  spendTokens,
   verifyLedger,
 } from "../money/ledger/index.ts";
 import { PostgresTimeSeriesStore } from "../timeseries/postgres/store.ts";
 import { runBillingCheck } from "./job.ts";
+import { registerUserLedgerRoute } from "./ledger-routes.ts";
 import { registerBillingRoutes } from "./routes.ts";
 import { grantMonthlyAllowances, runAggregationBilling, runUsageBilling } from "./run.ts";
 import { loadBillingSettings, updateBillingSettings } from "./settings-store.ts";
@@ -88,6 +90,7 @@ beforeAll(async () => {
     requireAdminToken(ADMIN_TOKEN),
     () => new Date("2027-03-01T12:30:00Z"),
   );
+  registerUserLedgerRoute(api, { db: database.db, admin: requireAdminToken(ADMIN_TOKEN) });
   app = new Hono();
   app.route("/api/v1", api);
 });
@@ -492,9 +495,20 @@ describe("hourly billing", () => {
     const grant = { key: randomUUID(), tokens: 5, users: [unit.userId], reason: "test grant" };
     const response = await app.request("/api/v1/billing/faucet", admin("POST", grant));
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ granted: 1, tokens: "5", resumedUnits: [unit.unitId] });
+    expect(await response.json()).toEqual({
+      granted: 1,
+      alreadyGranted: 0,
+      tokens: "5",
+      resumedUnits: [unit.unitId],
+    });
     const replay = await app.request("/api/v1/billing/faucet", admin("POST", grant));
     expect(replay.status).toBe(200);
+    expect(await replay.json()).toEqual({
+      granted: 0,
+      alreadyGranted: 1,
+      tokens: "5",
+      resumedUnits: [],
+    });
     expect(await balance(unit.userId)).toBe(5n);
     expect(emqx.allRules).toHaveLength(1);
 
@@ -503,6 +517,23 @@ describe("hourly billing", () => {
       admin("POST", { ...grant, tokens: 6 }),
     );
     expect(conflict.status).toBe(409);
+  });
+
+  it("counts only new grants in a faucet replay", async () => {
+    const first = await createUnit();
+    const second = await createUnit();
+    const grant = { key: randomUUID(), tokens: 3, users: [first.userId], reason: "test grant" };
+    await app.request("/api/v1/billing/faucet", admin("POST", grant));
+
+    const widened = await app.request(
+      "/api/v1/billing/faucet",
+      admin("POST", { ...grant, users: [first.userId, second.userId] }),
+    );
+
+    expect(widened.status).toBe(200);
+    expect(await widened.json()).toMatchObject({ granted: 1, alreadyGranted: 1, tokens: "3" });
+    expect(await balance(first.userId)).toBe(3n);
+    expect(await balance(second.userId)).toBe(3n);
   });
 
   it("rejects a faucet grant to an unknown user", async () => {
@@ -638,6 +669,241 @@ describe("aggregation billing", () => {
     expect(run.status).not.toBe("failed");
     expect(await aggregationCharges(unit.userId)).toHaveLength(0);
     expect(await balance(unit.userId)).toBe(100n);
+  });
+});
+
+describe("aggregation day check", () => {
+  it("rejects a day that has not ended or is too old", async () => {
+    // The test clock is 2027-03-01T12:30:00Z, so 2027-02-27 and 2027-02-28 can be billed.
+    const cases = [
+      { hour: "2027-06-01T00:00:00Z", message: /day 2027-06-01T00:00:00.000Z has not ended yet/ },
+      {
+        hour: "2027-03-01T00:00:00Z",
+        message: /latest day that can be billed is 2027-02-28T00:00:00.000Z/,
+      },
+      { hour: "2020-01-01T00:00:00Z", message: /day 2020-01-01T00:00:00.000Z is too old/ },
+      {
+        hour: "2027-02-26T00:00:00Z",
+        message: /only days from 2027-02-27T00:00:00.000Z to 2027-02-28T00:00:00.000Z/,
+      },
+      { hour: "2027-02-28T10:00:00Z", message: /is not the start of a UTC day/ },
+    ];
+    for (const { hour, message } of cases) {
+      const response = await app.request(
+        "/api/v1/billing/run",
+        admin("POST", { kind: "aggregation", hour }),
+      );
+      const body = (await response.json()) as { error: { message: string } };
+      expect(response.status, hour).toBe(400);
+      expect(body.error.message, hour).toMatch(/^Invalid body field hour: /);
+      expect(body.error.message, hour).toMatch(message);
+    }
+    expect(await database.db.select().from(billingRuns)).toEqual([]);
+  });
+
+  it("bills the two last ended days", async () => {
+    const oldest = await app.request(
+      "/api/v1/billing/run",
+      admin("POST", { kind: "aggregation", hour: "2027-02-27T00:00:00Z" }),
+    );
+    const latest = await app.request("/api/v1/billing/run", admin("POST", { kind: "aggregation" }));
+
+    expect(oldest.status).toBe(200);
+    expect(await oldest.json()).toMatchObject({ period: "2027-02-27T00:00:00.000Z" });
+    expect(latest.status).toBe(200);
+    expect(await latest.json()).toMatchObject({ period: "2027-02-28T00:00:00.000Z" });
+  });
+});
+
+describe("billing run list", () => {
+  it("lists runs latest first by kind", async () => {
+    const unit = await createUnit();
+    await creditPaid(unit.userId, 1000n);
+    await grade(HOUR, [{ unitId: unit.unitId, percentile: 90, messages: 1800 }]);
+    await runUsageBilling(dependencies, { hour: HOUR, trigger: "schedule" });
+    await app.request("/api/v1/billing/run", admin("POST", { kind: "aggregation" }));
+
+    const all = await app.request("/api/v1/billing/runs", admin("GET"));
+    const usage = await app.request("/api/v1/billing/runs?kind=usage", admin("GET"));
+    const limited = await app.request("/api/v1/billing/runs?limit=1", admin("GET"));
+
+    expect(all.status).toBe(200);
+    const allItems = ((await all.json()) as { items: Record<string, unknown>[] }).items;
+    expect(allItems.map((run) => run.kind)).toEqual(["aggregation", "usage"]);
+    expect(allItems[1]).toMatchObject({
+      period: HOUR.toISOString(),
+      trigger: "schedule",
+      status: "completed",
+      charged: 1,
+      total: "99",
+    });
+    const usageItems = ((await usage.json()) as { items: { kind: string }[] }).items;
+    expect(usageItems.map((run) => run.kind)).toEqual(["usage"]);
+    const limitedItems = ((await limited.json()) as { items: { kind: string }[] }).items;
+    expect(limitedItems.map((run) => run.kind)).toEqual(["aggregation"]);
+  });
+
+  it("rejects an unknown kind and limit", async () => {
+    const kind = await app.request("/api/v1/billing/runs?kind=monthly", admin("GET"));
+    expect(kind.status).toBe(400);
+    expect(JSON.stringify(await kind.json())).toContain("expected one of usage, aggregation");
+    const limit = await app.request("/api/v1/billing/runs?limit=0", admin("GET"));
+    expect(limit.status).toBe(400);
+    expect((await app.request("/api/v1/billing/runs")).status).toBe(401);
+  });
+});
+
+describe("stopped Unit list", () => {
+  interface StoppedUnit {
+    unitId: string;
+    ownerId: string | null;
+    ownerLogin: string | null;
+    reason: string;
+    since: string;
+    chargeKey: string | null;
+    brokerApplied: boolean;
+    brokerError: string | null;
+  }
+
+  /** Reads every page with `limit` items and returns the items. */
+  async function listStopped(limit: number): Promise<StoppedUnit[]> {
+    const items: StoppedUnit[] = [];
+    let path = `/api/v1/billing/stopped-units?limit=${limit}`;
+    for (;;) {
+      const response = await app.request(path, admin("GET"));
+      expect(response.status).toBe(200);
+      const page = (await response.json()) as { items: StoppedUnit[]; next: string | null };
+      items.push(...page.items);
+      if (page.next === null) return items;
+      expect(response.headers.get("link")).toContain('rel="next"');
+      path = `/api/v1/billing/stopped-units?limit=${limit}&cursor=${page.next}`;
+    }
+  }
+
+  it("lists stopped Units with owner, reason and broker state", async () => {
+    const applied = await createUnit();
+    const failed = await createUnit();
+    const funded = await createUnit();
+    await creditPaid(funded.userId, 1000n);
+    await grade(HOUR, [
+      { unitId: applied.unitId, percentile: 95, messages: 1800 },
+      { unitId: failed.unitId, percentile: 95, messages: 1800 },
+      { unitId: funded.unitId, percentile: 95, messages: 1800 },
+    ]);
+    await runUsageBilling(dependencies, { hour: HOUR, trigger: "manual" });
+    await database.db
+      .update(unitBillingState)
+      .set({ brokerApplied: false, brokerError: "EMQX answered 503" })
+      .where(eq(unitBillingState.unitId, failed.unitId));
+
+    const items = await listStopped(1);
+
+    const ids = items.map((item) => item.unitId);
+    expect(ids).toEqual([...ids].sort());
+    expect(ids).not.toContain(funded.unitId);
+    const [login] = await database.db
+      .select({ login: users.login })
+      .from(users)
+      .where(eq(users.id, applied.userId));
+    expect(items.find((item) => item.unitId === applied.unitId)).toMatchObject({
+      ownerId: applied.userId,
+      ownerLogin: login?.login,
+      reason: "balance_exhausted",
+      chargeKey: `usage:${applied.unitId}:${HOUR.toISOString()}`,
+      brokerApplied: true,
+      brokerError: null,
+    });
+    expect(items.find((item) => item.unitId === failed.unitId)).toMatchObject({
+      brokerApplied: false,
+      brokerError: "EMQX answered 503",
+    });
+    expect(Number.isNaN(Date.parse(items[0]?.since ?? ""))).toBe(false);
+  });
+
+  it("rejects a forged cursor", async () => {
+    const cursor = Buffer.from(JSON.stringify({ after: "not-a-uuid" })).toString("base64url");
+    const response = await app.request(
+      `/api/v1/billing/stopped-units?cursor=${cursor}`,
+      admin("GET"),
+    );
+    expect(response.status).toBe(400);
+  });
+});
+
+describe("user ledger route", () => {
+  interface LedgerBody {
+    userId: string;
+    balance: { free: string; paid: string; total: string };
+    items: {
+      kind: string;
+      description: string | null;
+      amount: string;
+      balanceAfter: string;
+      changes: { account: string; amount: string }[];
+    }[];
+    next: string | null;
+  }
+
+  it("returns the balance and pages the history", async () => {
+    const { userId } = await createUnit();
+    await creditPaid(userId, 30n);
+    await app.request(
+      "/api/v1/billing/faucet",
+      admin("POST", { key: randomUUID(), tokens: 5, users: [userId], reason: "welcome" }),
+    );
+    await spendTokens(database.db, userId, 10n, `test-spend-${randomUUID()}`);
+
+    const first = await app.request(`/api/v1/users/${userId}/ledger?limit=2`, admin("GET"));
+    expect(first.status).toBe(200);
+    const firstPage = (await first.json()) as LedgerBody;
+    expect(firstPage.userId).toBe(userId);
+    expect(firstPage.balance).toEqual({ free: "0", paid: "25", total: "25" });
+    expect(firstPage.items.map((item) => item.kind)).toEqual(["usage", "faucet"]);
+    expect(firstPage.items[0]).toMatchObject({ amount: "-10", balanceAfter: "25" });
+    expect(firstPage.items[0]?.changes).toEqual([
+      { account: "free", amount: "-5" },
+      { account: "paid", amount: "-5" },
+    ]);
+    expect(firstPage.items[1]).toMatchObject({
+      description: "welcome",
+      amount: "5",
+      balanceAfter: "35",
+    });
+    expect(firstPage.next).not.toBeNull();
+    expect(first.headers.get("link")).toContain('rel="next"');
+
+    const second = await app.request(
+      `/api/v1/users/${userId}/ledger?limit=2&cursor=${firstPage.next}`,
+      admin("GET"),
+    );
+    const secondPage = (await second.json()) as LedgerBody;
+    expect(secondPage.items.map((item) => [item.kind, item.amount, item.balanceAfter])).toEqual([
+      ["test", "30", "30"],
+    ]);
+    expect(secondPage.next).toBeNull();
+  });
+
+  it("answers 404 for an unknown user", async () => {
+    const response = await app.request(`/api/v1/users/${randomUUID()}/ledger`, admin("GET"));
+    expect(response.status).toBe(404);
+    const body = (await response.json()) as { error: { code: string } };
+    expect(body.error.code).toBe("user_not_found");
+  });
+
+  it("rejects invalid ids, cursors and limits", async () => {
+    const { userId } = await createUnit();
+    const forged = Buffer.from(JSON.stringify({ after: "x" })).toString("base64url");
+    const paths = [
+      "/api/v1/users/not-a-uuid/ledger",
+      `/api/v1/users/${userId}/ledger?cursor=${forged}`,
+      `/api/v1/users/${userId}/ledger?cursor=garbage`,
+      `/api/v1/users/${userId}/ledger?limit=501`,
+    ];
+    for (const path of paths) {
+      const response = await app.request(path, admin("GET"));
+      expect(response.status, path).toBe(400);
+    }
+    expect((await app.request(`/api/v1/users/${userId}/ledger`)).status).toBe(401);
   });
 });
 

@@ -1,9 +1,9 @@
 /**
  * Admin routes of billing: the monetisation settings and their history, billing runs on demand
- * and the faucet. NodeInfo publishes the settings to everybody.
+ * and their list, stopped Units and the faucet. NodeInfo publishes the settings to everybody.
  */
 import { type OpenAPIHono, z } from "@hono/zod-openapi";
-import { eq } from "drizzle-orm";
+import { and, asc, desc, eq, gt } from "drizzle-orm";
 import type { MiddlewareHandler } from "hono";
 import {
   BILLING_RUN_KINDS,
@@ -11,10 +11,21 @@ import {
   BILLING_TRIGGERS,
   type BillingRunRow,
   type BillingSettingsHistoryRow,
+  billingRuns,
+  UNIT_STOP_REASONS,
+  unitBillingState,
+  units,
   users,
 } from "../db/schema/index.ts";
 import { lastCompleteHour } from "../grading/measure.ts";
-import { adminRoute, errorResponses, jsonBody, jsonResponse } from "../http/api/routing.ts";
+import {
+  adminRoute,
+  errorResponses,
+  jsonBody,
+  jsonResponse,
+  loadPage,
+} from "../http/api/routing.ts";
+import { PageQuerySchema, pageOf } from "../http/api/schemas.ts";
 import { HttpError } from "../http/errors.ts";
 import {
   effectiveHalfCapacityPrice,
@@ -38,6 +49,26 @@ import {
 import { resumeUnits } from "./stopping.ts";
 
 const MAX_HISTORY = 500;
+const DAY_MS = 86_400_000;
+/**
+ * How many ended UTC days back `POST /billing/run` bills aggregation topics: yesterday and the
+ * day before. A run charges the latest aggregation space snapshot whatever the day, so an older
+ * day would be charged with figures measured long after it.
+ */
+export const AGGREGATION_DAYS_BACK = 2;
+
+/** Builds a query field for a whole number from 1 to `max`, with `fallback` when omitted. */
+function limitQuery(max: number, fallback: number) {
+  const rule = `expected a whole number from 1 to ${max}`;
+  return z.coerce
+    .number({ error: rule })
+    .int(rule)
+    .min(1, rule)
+    .max(max, rule)
+    .default(fallback)
+    .openapi({ type: "integer", minimum: 1, maximum: max, default: fallback });
+}
+
 const TimestampSchema = z.string().openapi({ format: "date-time" });
 const TokensSchema = z
   .string()
@@ -126,7 +157,8 @@ const RunRequestSchema = z
       .optional()
       .openapi({
         description:
-          "Start of the UTC hour (for `usage`) or day (for `aggregation`); the last complete hour or day when omitted",
+          "Start of the UTC hour (for `usage`) or day (for `aggregation`); the last complete hour or day when omitted. " +
+          `An aggregation day must have ended and be one of the last ${AGGREGATION_DAYS_BACK} ended UTC days.`,
       }),
   })
   .openapi("BillingRunRequest");
@@ -142,11 +174,46 @@ const FaucetRequestSchema = z
   })
   .openapi("FaucetRequest");
 
-const FaucetResponseSchema = z.object({
-  granted: z.number().int(),
-  tokens: TokensSchema,
-  resumedUnits: z.array(z.string()),
+const FaucetResponseSchema = z
+  .object({
+    granted: z.number().int().openapi({ description: "Users whose grant this call posted" }),
+    alreadyGranted: z.number().int().openapi({
+      description:
+        "Users whose grant an earlier call with the same key posted; nothing was posted for them now",
+    }),
+    tokens: TokensSchema.openapi({ description: "Tokens of each user's grant" }),
+    resumedUnits: z
+      .array(z.string())
+      .openapi({ description: "Stopped Units resumed by the grant" }),
+  })
+  .openapi("FaucetResult");
+
+const RunListQuerySchema = z.object({
+  kind: z
+    .enum(BILLING_RUN_KINDS, { error: `expected one of ${BILLING_RUN_KINDS.join(", ")}` })
+    .optional()
+    .openapi({ description: "Only runs of this kind; all kinds when omitted" }),
+  limit: limitQuery(MAX_HISTORY, 50),
 });
+
+const StoppedUnitSchema = z
+  .object({
+    unitId: z.string(),
+    unitName: z.string(),
+    ownerId: z.string().nullable(),
+    ownerLogin: z.string().nullable(),
+    reason: z.enum(UNIT_STOP_REASONS),
+    since: TimestampSchema,
+    chargeKey: z.string().nullable().openapi({
+      description: "Ledger key of the charge that stopped the Unit, such as `usage:<unit>:<hour>`",
+    }),
+    brokerApplied: z.boolean().openapi({
+      description:
+        "Whether EMQX has the deny rules; false means the billing job applies them again",
+    }),
+    brokerError: z.string().nullable().openapi({ description: "Error of the last broker call" }),
+  })
+  .openapi("StoppedUnit");
 
 function settingsResponse(stored: StoredBillingSettings) {
   const json = settingsJson(stored.settings);
@@ -203,6 +270,61 @@ function badRequest(field: string, message: string): HttpError {
   });
 }
 
+/** Returns the start of the UTC day before the day of `now`. */
+function lastEndedDay(now: Date): Date {
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - 1));
+}
+
+/**
+ * Checks that `day` starts a UTC day that has ended by `now` and is one of the last
+ * {@link AGGREGATION_DAYS_BACK} such days; throws a 400 {@link HttpError} naming the fix otherwise.
+ */
+function checkAggregationDay(day: Date, now: Date): void {
+  const text = day.toISOString();
+  if (day.getTime() % DAY_MS !== 0) {
+    throw badRequest(
+      "hour",
+      `${text} is not the start of a UTC day; send a time such as 2027-01-01T00:00:00Z`,
+    );
+  }
+  const latest = lastEndedDay(now);
+  if (day.getTime() > latest.getTime()) {
+    throw badRequest(
+      "hour",
+      `day ${text} has not ended yet; the latest day that can be billed is ${latest.toISOString()}`,
+    );
+  }
+  const earliest = new Date(latest.getTime() - (AGGREGATION_DAYS_BACK - 1) * DAY_MS);
+  if (day.getTime() < earliest.getTime()) {
+    throw badRequest(
+      "hour",
+      `day ${text} is too old: a run charges the latest aggregation space snapshot, so only ` +
+        `days from ${earliest.toISOString()} to ${latest.toISOString()} can be billed`,
+    );
+  }
+}
+
+interface StoppedUnitRow {
+  unitId: string;
+  unitName: string;
+  ownerId: string | null;
+  ownerLogin: string | null;
+  reason: (typeof UNIT_STOP_REASONS)[number] | null;
+  since: Date;
+  chargeKey: string | null;
+  brokerApplied: boolean;
+  brokerError: string | null;
+}
+
+function stoppedUnitJson(row: StoppedUnitRow) {
+  return {
+    ...row,
+    // The table's check constraint makes the reason non-null for every stopped Unit.
+    reason: row.reason as (typeof UNIT_STOP_REASONS)[number],
+    since: row.since.toISOString(),
+  };
+}
+
 export function registerBillingRoutes(
   app: OpenAPIHono,
   dependencies: BillingDependencies,
@@ -256,17 +378,7 @@ export function registerBillingRoutes(
       path: "/billing/settings/history",
       tags: ["Billing"],
       summary: "List the changes of the monetisation settings, newest first",
-      request: {
-        query: z.object({
-          limit: z.coerce
-            .number({ error: `expected a whole number from 1 to ${MAX_HISTORY}` })
-            .int(`expected a whole number from 1 to ${MAX_HISTORY}`)
-            .min(1, `expected a whole number from 1 to ${MAX_HISTORY}`)
-            .max(MAX_HISTORY, `expected a whole number from 1 to ${MAX_HISTORY}`)
-            .default(50)
-            .openapi({ type: "integer" }),
-        }),
-      },
+      request: { query: z.object({ limit: limitQuery(MAX_HISTORY, 50) }) },
       responses: {
         200: jsonResponse(z.object({ items: z.array(HistorySchema) }), "The changes"),
         ...errorResponses(400, 401, 403),
@@ -286,7 +398,7 @@ export function registerBillingRoutes(
       tags: ["Billing"],
       summary: "Bill an hour (or a day of aggregation topics) now",
       description:
-        "Charges the yellow and red Units of a graded hour, or the aggregation topics of a day. " +
+        "Charges the yellow and red Units of a graded hour, or the aggregation topics of an ended day. " +
         "Charges are idempotent per Unit and hour, so a rerun charges only what was missed.",
       request: {
         body: { required: false, content: { "application/json": { schema: RunRequestSchema } } },
@@ -302,16 +414,8 @@ export function registerBillingRoutes(
         | undefined;
       const now = clock();
       if (body?.kind === "aggregation") {
-        const day =
-          body.hour === undefined
-            ? new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - 1))
-            : new Date(body.hour);
-        if (day.getTime() % 86_400_000 !== 0) {
-          throw badRequest(
-            "hour",
-            `${day.toISOString()} is not the start of a UTC day; send a time such as 2027-01-01T00:00:00Z`,
-          );
-        }
+        const day = body.hour === undefined ? lastEndedDay(now) : new Date(body.hour);
+        checkAggregationDay(day, now);
         const run = await runAggregationBilling(dependencies, { day, trigger: "manual" });
         return c.json(runJson(run), 200);
       }
@@ -328,13 +432,97 @@ export function registerBillingRoutes(
 
   app.openapi(
     adminRoute(admin, {
+      method: "get",
+      path: "/billing/runs",
+      tags: ["Billing"],
+      summary: "List billing runs, latest first",
+      description:
+        "One row per attempt to bill an hour (`usage`) or a day (`aggregation`), by the job or on demand.",
+      request: { query: RunListQuerySchema },
+      responses: {
+        200: jsonResponse(z.object({ items: z.array(RunSchema) }), "The runs"),
+        ...errorResponses(400, 401, 403),
+      },
+    }),
+    async (c) => {
+      const { kind, limit } = c.req.valid("query");
+      const rows = await db
+        .select()
+        .from(billingRuns)
+        .where(kind === undefined ? undefined : eq(billingRuns.kind, kind))
+        .orderBy(desc(billingRuns.startedAt), desc(billingRuns.id))
+        .limit(limit);
+      return c.json({ items: rows.map(runJson) }, 200);
+    },
+  );
+
+  app.openapi(
+    adminRoute(admin, {
+      method: "get",
+      path: "/billing/stopped-units",
+      tags: ["Billing"],
+      summary: "List the Units that billing stopped, by Unit id",
+      description:
+        "A Unit is stopped when its owner's balance cannot pay a charge or its load reaches the " +
+        "capacity. It is resumed when the owner's balance is above zero again.",
+      request: { query: PageQuerySchema },
+      responses: {
+        200: jsonResponse(pageOf(StoppedUnitSchema, "StoppedUnitPage"), "One page of Units"),
+        ...errorResponses(400, 401, 403),
+      },
+    }),
+    async (c) => {
+      const body = await loadPage(c, c.req.valid("query"), {
+        load: ({ limit, after }) => {
+          if (after !== undefined && !z.guid().safeParse(after).success) {
+            throw new HttpError(
+              400,
+              "invalid_request",
+              "Invalid query field cursor: expected the `next` value of a previous page",
+            );
+          }
+          return db
+            .select({
+              unitId: unitBillingState.unitId,
+              unitName: units.name,
+              ownerId: units.ownerId,
+              ownerLogin: users.login,
+              reason: unitBillingState.reason,
+              since: unitBillingState.since,
+              chargeKey: unitBillingState.chargeKey,
+              brokerApplied: unitBillingState.brokerApplied,
+              brokerError: unitBillingState.brokerError,
+            })
+            .from(unitBillingState)
+            .innerJoin(units, eq(units.id, unitBillingState.unitId))
+            .leftJoin(users, eq(users.id, units.ownerId))
+            .where(
+              and(
+                eq(unitBillingState.state, "stopped"),
+                after === undefined ? undefined : gt(unitBillingState.unitId, after),
+              ),
+            )
+            .orderBy(asc(unitBillingState.unitId))
+            .limit(limit);
+        },
+        keyOf: (row) => row.unitId,
+        toItem: stoppedUnitJson,
+      });
+      return c.json(body, 200);
+    },
+  );
+
+  app.openapi(
+    adminRoute(admin, {
       method: "post",
       path: "/billing/faucet",
       tags: ["Billing"],
       summary: "Grant free tokens to all or chosen users",
       description:
         "Credits free tokens, which are spent first and expire at the next monthly allowance. " +
-        "A retry with the same `key` grants nothing twice; the same key with other tokens or reason answers 409.",
+        "A retry with the same `key` grants nothing twice: `granted` counts the grants this call " +
+        "posted and `alreadyGranted` those an earlier call posted. The same key with other " +
+        "tokens or reason answers 409.",
       request: { body: jsonBody(FaucetRequestSchema) },
       responses: {
         200: jsonResponse(FaucetResponseSchema, "The grants"),
@@ -368,8 +556,14 @@ export function registerBillingRoutes(
         for (const grant of grants) {
           resumedUnits.push(...(await resumeUnits(dependencies, grant.userId)));
         }
+        const alreadyGranted = grants.filter((grant) => grant.replayed).length;
         return c.json(
-          { granted: grants.length, tokens: BigInt(body.tokens).toString(), resumedUnits },
+          {
+            granted: grants.length - alreadyGranted,
+            alreadyGranted,
+            tokens: BigInt(body.tokens).toString(),
+            resumedUnits,
+          },
           200,
         );
       } catch (error) {

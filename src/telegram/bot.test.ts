@@ -12,10 +12,11 @@ import { telegramLinks, userNotices } from "../db/schema/index.ts";
 import { handleApiError } from "../http/api/failures.ts";
 import { requireAdminToken } from "../http/auth.ts";
 import { grantFaucetTokens } from "../money/billing/index.ts";
+import { spendTokens } from "../money/ledger/index.ts";
 import { TelegramStarsProvider } from "../money/payments/index.ts";
 import { createPaymentBot, runPaymentBot } from "../payments/telegram-bot.ts";
 import { createUser, orderState, paidBalance } from "../payments/test-support.ts";
-import { registerUserCommands, setBotCommands } from "./bot.ts";
+import { HISTORY_COMMAND_LIMIT, registerUserCommands, setBotCommands } from "./bot.ts";
 import { issueLinkCode, redeemLinkCode } from "./links.ts";
 import { deliverPendingNotices } from "./notices.ts";
 import { botUsernameLookup, registerTelegramRoutes } from "./routes.ts";
@@ -306,6 +307,74 @@ describe("bot commands", () => {
     const answer = await ask(user, "/balance");
     expect(answer).toBe(botTexts("ru").balance({ free: 40n, paid: 0n }));
     expect(answer).toContain("Баланс: 40 токенов.");
+  });
+
+  it("answers /history with the latest transactions", async () => {
+    const userId = await createUser(db);
+    const user = newTelegramUser();
+    expect(await ask(user, "/history")).toBe(botTexts("en").notLinked);
+    await ask(user, `/link ${(await issueCode(userId)).code}`);
+    expect(await ask(user, "/history")).toBe(botTexts("en").historyEmpty);
+
+    await grantFaucetTokens(db, {
+      callKey: randomUUID(),
+      userIds: [userId],
+      tokens: 40n,
+      reason: "test grant",
+    });
+    await spendTokens(db, userId, 15n, `test-spend-${randomUUID()}`);
+    const answer = await ask(user, "/history");
+
+    const lines = answer.split("\n");
+    expect(lines[0]).toBe("Latest transactions, times in UTC:");
+    expect(lines[1]).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2} — Unit load charge: -15, balance 25$/);
+    expect(lines[2]).toMatch(/ — grant from the administrator: \+40, balance 40$/);
+    expect(lines).toHaveLength(3);
+  });
+
+  it("shows the last 10 transactions in Russian", async () => {
+    const userId = await createUser(db);
+    const user = newTelegramUser("ru");
+    await ask(user, `/link ${(await issueCode(userId)).code}`);
+    for (let index = 1; index <= HISTORY_COMMAND_LIMIT + 1; index++) {
+      await grantFaucetTokens(db, {
+        callKey: randomUUID(),
+        userIds: [userId],
+        tokens: BigInt(index),
+        reason: "test grant",
+      });
+    }
+
+    const lines = (await ask(user, "/history")).split("\n");
+
+    expect(lines[0]).toBe("Последние операции, время UTC:");
+    expect(lines[1]).toMatch(/ — начисление от администратора: \+11, баланс 66$/);
+    expect(lines[10]).toMatch(/ — начисление от администратора: \+2, баланс 3$/);
+    expect(lines.at(-1)).toBe("Показаны последние 10. Всю историю покажет администратор узла.");
+    expect(lines).toHaveLength(13);
+  });
+
+  it("names transaction kinds in words", () => {
+    const at = new Date("2027-03-01T10:05:00Z");
+    const kinds = [
+      ["free_allowance", "monthly free tokens"],
+      ["aggregation", "aggregation topics charge"],
+      ["payment.telegram_stars", "token purchase"],
+      ["refund.cryptopay", "payment refund"],
+      ["test.other", "test.other"],
+    ];
+    for (const [kind, name] of kinds) {
+      const text = botTexts("en").history(
+        [{ createdAt: at, kind: kind as string, amount: 0n, balanceAfter: 7n }],
+        false,
+      );
+      expect(text, kind).toContain(`2027-03-01 10:05 — ${name}: 0, balance 7`);
+    }
+    const russian = botTexts("ru").history(
+      [{ createdAt: at, kind: "payment.cryptopay", amount: 5n, balanceAfter: 5n }],
+      false,
+    );
+    expect(russian).toContain("2027-03-01 10:05 — покупка токенов: +5, баланс 5");
   });
 
   it("answers /paysupport with the contact", async () => {

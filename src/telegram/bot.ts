@@ -1,6 +1,6 @@
 /**
  * Commands of the Telegram bot for node users: linking a chat with a one-time code, the token
- * balance, buying tokens for Stars, refund help, and help. They run on the payment bot
+ * balance and latest transactions, buying tokens for Stars, refund help, and help. They run on the payment bot
  * (`createPaymentBot`), which keeps handling `pre_checkout_query` and `successful_payment`.
  */
 import { and, eq, inArray } from "drizzle-orm";
@@ -8,6 +8,7 @@ import type { Api, Bot, Context } from "grammy";
 import type { Database } from "../db/client.ts";
 import { ledgerAccounts, type TelegramLanguage } from "../db/schema/index.ts";
 import { getNodeLogger } from "../logging.ts";
+import { readUserLedger } from "../money/ledger/index.ts";
 import { InvalidPaymentRequestError, type TelegramStarsProvider } from "../money/payments/index.ts";
 import {
   findChatLink,
@@ -19,6 +20,9 @@ import {
 import { type BalanceFigures, BOT_COMMANDS, type BotTexts, botTexts, languageOf } from "./texts.ts";
 
 const logger = getNodeLogger("telegram", "bot");
+
+/** Transactions that `/history` lists. */
+export const HISTORY_COMMAND_LIMIT = 10;
 
 export interface UserCommandOptions {
   db: Database;
@@ -169,6 +173,14 @@ export function registerUserCommands(bot: Bot, options: UserCommandOptions): voi
     const chatLink = await findChatLink(db, ctx.chat.id);
     if (chatLink === undefined) return texts.notLinked;
     return texts.balance(await balanceOf(db, chatLink.userId));
+  });
+
+  command("history", async (ctx, texts) => {
+    const chatLink = await findChatLink(db, ctx.chat.id);
+    if (chatLink === undefined) return texts.notLinked;
+    const ledger = await readUserLedger(db, chatLink.userId, { limit: HISTORY_COMMAND_LIMIT });
+    if (ledger.items.length === 0) return texts.historyEmpty;
+    return texts.history(ledger.items, ledger.nextAfter !== null);
   });
 
   // Telegram requires bots that sell for Stars to reply to /paysupport with how to get help.

@@ -6,6 +6,33 @@ export interface BalanceFigures {
   paid: bigint;
 }
 
+/** One line of `/history`: a ledger transaction of the user. */
+export interface HistoryLine {
+  createdAt: Date;
+  /** The ledger transaction kind, such as `usage` or `payment.telegram_stars`. */
+  kind: string;
+  /** Net change of the user's tokens; negative for a charge. */
+  amount: bigint;
+  /** Free and paid tokens together right after the transaction. */
+  balanceAfter: bigint;
+}
+
+/** Returns `2027-03-01 10:00`, the UTC date and minute of `time`. */
+function utcMinute(time: Date): string {
+  return time.toISOString().slice(0, 16).replace("T", " ");
+}
+
+/** Returns the amount with its sign, such as `+5` or `-10`. */
+function signed(amount: bigint): string {
+  return amount > 0n ? `+${amount}` : String(amount);
+}
+
+/** Names a ledger transaction kind in words, or returns the kind itself for an unknown one. */
+function kindName(kind: string, names: Record<string, string>): string {
+  const base = kind.split(".")[0] as string;
+  return names[base] ?? kind;
+}
+
 export interface BotTexts {
   /** `/start` without a code, and `/help`. */
   help: (linked: boolean) => string;
@@ -19,6 +46,9 @@ export interface BotTexts {
   unlinked: string;
   notLinked: string;
   balance: (figures: BalanceFigures) => string;
+  /** `/history`: the latest transactions, newest first; `more` when older ones exist. */
+  history: (lines: readonly HistoryLine[], more: boolean) => string;
+  historyEmpty: string;
   paySupport: (contact: string | undefined) => string;
   buyUsage: (maxTokens: number) => string;
   buyUnavailable: string;
@@ -27,12 +57,31 @@ export interface BotTexts {
   failed: string;
 }
 
+const RU_KIND_NAMES: Record<string, string> = {
+  free_allowance: "бесплатные токены месяца",
+  faucet: "начисление от администратора",
+  usage: "оплата нагрузки Юнита",
+  aggregation: "оплата топиков агрегации",
+  payment: "покупка токенов",
+  refund: "возврат платежа",
+};
+
+const EN_KIND_NAMES: Record<string, string> = {
+  free_allowance: "monthly free tokens",
+  faucet: "grant from the administrator",
+  usage: "Unit load charge",
+  aggregation: "aggregation topics charge",
+  payment: "token purchase",
+  refund: "payment refund",
+};
+
 const RU: BotTexts = {
   help: (linked) =>
     [
       "Бот узла Pepeunit присылает уведомления о ваших Юнитах и принимает оплату токенов в Telegram Stars.",
       "",
       "/balance — бесплатные и платные токены на балансе",
+      "/history — последние 10 операций с токенами",
       "/buy <токены> — купить токены за Stars",
       "/paysupport — как вернуть платёж",
       "/unlink — отвязать этот чат от аккаунта",
@@ -57,6 +106,18 @@ const RU: BotTexts = {
     "Этот чат не привязан к аккаунту узла. Попросите у администратора код привязки и отправьте /link <код>.",
   balance: ({ free, paid }) =>
     `Баланс: ${free + paid} токенов.\nБесплатные: ${free}\nПлатные: ${paid}\nБесплатные токены тратятся первыми.`,
+  history: (lines, more) =>
+    [
+      "Последние операции, время UTC:",
+      ...lines.map(
+        (line) =>
+          `${utcMinute(line.createdAt)} — ${kindName(line.kind, RU_KIND_NAMES)}: ${signed(line.amount)}, баланс ${line.balanceAfter}`,
+      ),
+      ...(more
+        ? ["", `Показаны последние ${lines.length}. Всю историю покажет администратор узла.`]
+        : []),
+    ].join("\n"),
+  historyEmpty: "Операций с токенами пока нет.",
   paySupport: (contact) =>
     [
       "Чтобы вернуть платёж в Telegram Stars, напишите администратору узла" +
@@ -77,6 +138,7 @@ const EN: BotTexts = {
       "This Pepeunit node bot sends notices about your Units and sells tokens for Telegram Stars.",
       "",
       "/balance — free and paid tokens on your balance",
+      "/history — your last 10 token transactions",
       "/buy <tokens> — buy tokens for Stars",
       "/paysupport — how to get a payment refunded",
       "/unlink — unlink this chat from your account",
@@ -101,6 +163,21 @@ const EN: BotTexts = {
     "This chat is not linked to a node account. Ask the administrator for a link code and send /link <code>.",
   balance: ({ free, paid }) =>
     `Balance: ${free + paid} tokens.\nFree: ${free}\nPaid: ${paid}\nFree tokens are spent first.`,
+  history: (lines, more) =>
+    [
+      "Latest transactions, times in UTC:",
+      ...lines.map(
+        (line) =>
+          `${utcMinute(line.createdAt)} — ${kindName(line.kind, EN_KIND_NAMES)}: ${signed(line.amount)}, balance ${line.balanceAfter}`,
+      ),
+      ...(more
+        ? [
+            "",
+            `These are the last ${lines.length}. The node's administrator can show the full history.`,
+          ]
+        : []),
+    ].join("\n"),
+  historyEmpty: "No token transactions yet.",
   paySupport: (contact) =>
     [
       "To get a Telegram Stars payment refunded, write to the node's administrator" +
@@ -129,6 +206,7 @@ export function languageOf(languageCode: string | undefined): TelegramLanguage {
 export const BOT_COMMANDS: Record<TelegramLanguage, { command: string; description: string }[]> = {
   ru: [
     { command: "balance", description: "Баланс токенов" },
+    { command: "history", description: "Последние операции с токенами" },
     { command: "buy", description: "Купить токены за Stars" },
     { command: "paysupport", description: "Возврат платежа" },
     { command: "link", description: "Привязать чат по коду" },
@@ -137,6 +215,7 @@ export const BOT_COMMANDS: Record<TelegramLanguage, { command: string; descripti
   ],
   en: [
     { command: "balance", description: "Token balance" },
+    { command: "history", description: "Latest token transactions" },
     { command: "buy", description: "Buy tokens for Stars" },
     { command: "paysupport", description: "Payment refunds" },
     { command: "link", description: "Link this chat with a code" },

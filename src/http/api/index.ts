@@ -3,6 +3,7 @@
  * schemas, so `GET /api/v1/openapi.json` describes the whole API as OpenAPI 3.1.
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { registerUserLedgerRoute } from "../../billing/ledger-routes.ts";
 import { registerBillingRoutes } from "../../billing/routes.ts";
 import { createUnitAccess } from "../../billing/unit-access.ts";
 import { registerIngestSecurityScheme } from "../../metering/channels/ingest-auth.ts";
@@ -76,6 +77,7 @@ export function createApiRoutes(services: NodeServices): OpenAPIHono {
     },
     admin,
   );
+  registerUserLedgerRoute(app, { db: services.db, admin });
 
   registerIngestSecurityScheme(app);
   const ingestToken = services.config.ingestToken;

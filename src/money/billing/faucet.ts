@@ -22,6 +22,8 @@ export interface FaucetRequest {
 export interface FaucetGrant {
   userId: string;
   transactionId: number;
+  /** True when an earlier call with the same key posted this grant and this call wrote nothing. */
+  replayed: boolean;
 }
 
 /**
@@ -50,7 +52,7 @@ export async function grantFaucetTokens(
         { accountId: free.id, amount: request.tokens },
       ],
     });
-    grants.push({ userId, transactionId: posted.id });
+    grants.push({ userId, transactionId: posted.id, replayed: posted.replayed });
   }
   return grants;
 }

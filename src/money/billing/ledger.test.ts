@@ -214,10 +214,18 @@ describe("grantFaucetTokens", () => {
     const request = { callKey: randomUUID(), userIds: [first, second], tokens: 7n, reason: "test" };
     const grants = await grantFaucetTokens(db, request);
     expect(grants.map((grant) => grant.userId)).toEqual([first, second]);
+    expect(grants.map((grant) => grant.replayed)).toEqual([false, false]);
     const replay = await grantFaucetTokens(db, request);
     expect(replay.map((grant) => grant.transactionId)).toEqual(
       grants.map((grant) => grant.transactionId),
     );
+    expect(replay.map((grant) => grant.replayed)).toEqual([true, true]);
+
+    // A replay that adds a user posts that user's grant only.
+    const third = await createUser();
+    const widened = await grantFaucetTokens(db, { ...request, userIds: [first, second, third] });
+    expect(widened.map((grant) => grant.replayed)).toEqual([true, true, false]);
+    expect(await balances(third)).toEqual({ free: 7n, paid: 0n });
     expect(await balances(first)).toEqual({ free: 7n, paid: 0n });
     expect(faucetPostingKey(request.callKey, first)).toBe(`faucet:${request.callKey}:${first}`);
   });

@@ -10,6 +10,7 @@ import {
   openSystemAccount,
   openUserAccounts,
   postTransaction,
+  readUserLedger,
   spendTokens,
 } from "./index.ts";
 
@@ -121,5 +122,65 @@ describe("listUserHistory", () => {
     }
     const badUser = await listUserHistory(db, "x").catch((error: unknown) => error);
     expect((badUser as InvalidLedgerRequestError).field).toBe("userId");
+  });
+});
+
+describe("readUserLedger", () => {
+  it("returns the balance and the balance after each item", async () => {
+    const userId = await createUser();
+    const { free, paid } = await openUserAccounts(db, userId);
+    const granted = await grant(free.id, 10n, "faucet");
+    const paidIn = await grant(paid.id, 20n, "payments_clearing");
+    const spent = await spendTokens(db, userId, 15n, `spend-${randomUUID()}`);
+
+    const ledger = await readUserLedger(db, userId);
+
+    expect(ledger.free).toBe(0n);
+    expect(ledger.paid).toBe(15n);
+    expect(ledger.nextAfter).toBeNull();
+    expect(ledger.items.map((item) => item.transactionId)).toEqual([
+      spent.id,
+      paidIn.id,
+      granted.id,
+    ]);
+    expect(ledger.items.map((item) => item.balanceAfter)).toEqual([15n, 30n, 10n]);
+    expect(ledger.items[0]?.amount).toBe(-15n);
+  });
+
+  it("continues the balance on later pages", async () => {
+    const userId = await createUser();
+    const { paid } = await openUserAccounts(db, userId);
+    for (let index = 0; index < 4; index++) {
+      await grant(paid.id, BigInt(10 ** index), "payments_clearing");
+    }
+
+    const first = await readUserLedger(db, userId, { limit: 3 });
+    const second = await readUserLedger(db, userId, { limit: 3, after: first.nextAfter ?? 0 });
+    const beyond = await readUserLedger(db, userId, { after: second.items[0]?.transactionId ?? 0 });
+
+    expect(first.items.map((item) => item.balanceAfter)).toEqual([1111n, 111n, 11n]);
+    expect(second.items.map((item) => item.balanceAfter)).toEqual([1n]);
+    expect(second.nextAfter).toBeNull();
+    expect(second.paid).toBe(1111n);
+    expect(beyond.items).toEqual([]);
+    expect(beyond.paid).toBe(1111n);
+  });
+
+  it("reads zero for a user without accounts", async () => {
+    const userId = await createUser();
+    expect(await readUserLedger(db, userId)).toEqual({
+      free: 0n,
+      paid: 0n,
+      items: [],
+      nextAfter: null,
+    });
+  });
+
+  it("rejects an invalid query", async () => {
+    const failure = await readUserLedger(db, await createUser(), { limit: 0 }).catch(
+      (error: unknown) => error,
+    );
+    expect(failure).toBeInstanceOf(InvalidLedgerRequestError);
+    expect((failure as InvalidLedgerRequestError).field).toBe("limit");
   });
 });

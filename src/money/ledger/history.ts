@@ -1,6 +1,6 @@
 /** A user's ledger history, newest transaction first, in pages. */
-import { and, desc, eq, inArray, lt } from "drizzle-orm";
-import type { DatabaseLike } from "../../db/client.ts";
+import { and, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import type { Database, DatabaseLike } from "../../db/client.ts";
 import {
   ledgerAccounts,
   ledgerEntries,
@@ -123,4 +123,75 @@ export async function listUserHistory(
 
   const hasMore = transactionIds.length > limit;
   return { items, nextAfter: hasMore ? (pageIds.at(-1) as number) : null };
+}
+
+/** A history item with the user's tokens, free and paid together, right after it. */
+export interface LedgerItem extends HistoryItem {
+  balanceAfter: bigint;
+}
+
+/** A user's balance and one page of their history, read from one snapshot. */
+export interface UserLedger {
+  free: bigint;
+  paid: bigint;
+  items: LedgerItem[];
+  /** Pass as `after` to read the next page; null on the last page. */
+  nextAfter: number | null;
+}
+
+/**
+ * Reads the user's free and paid tokens and one page of their history in one REPEATABLE READ
+ * snapshot, so a concurrent posting cannot make `balanceAfter` disagree with the balance.
+ * `balanceAfter` is the balance minus the amounts of the user's transactions with higher ids.
+ * Raises {@link InvalidLedgerRequestError} like {@link listUserHistory}.
+ */
+export async function readUserLedger(
+  db: Database,
+  userId: string,
+  query: HistoryQuery = {},
+): Promise<UserLedger> {
+  return await db.transaction(
+    async (tx) => {
+      const page = await listUserHistory(tx, userId, query);
+      const accounts = await tx
+        .select({
+          id: ledgerAccounts.id,
+          kind: ledgerAccounts.kind,
+          balance: ledgerAccounts.balance,
+        })
+        .from(ledgerAccounts)
+        .where(and(eq(ledgerAccounts.ownerKind, "user"), eq(ledgerAccounts.ownerId, userId)));
+      let free = 0n;
+      let paid = 0n;
+      for (const account of accounts) {
+        if (account.kind === "user_free") free += account.balance;
+        else paid += account.balance;
+      }
+
+      // The items of a later page come after the newer transactions, whose sum is subtracted.
+      let balance = free + paid;
+      if (query.after !== undefined && page.items.length > 0) {
+        const [newer] = await tx
+          .select({ total: sql<string>`coalesce(sum(${ledgerEntries.amount}), 0)` })
+          .from(ledgerEntries)
+          .where(
+            and(
+              inArray(
+                ledgerEntries.accountId,
+                accounts.map((account) => account.id),
+              ),
+              gte(ledgerEntries.transactionId, query.after),
+            ),
+          );
+        balance -= BigInt((newer as { total: string }).total);
+      }
+      const items = page.items.map((item): LedgerItem => {
+        const balanceAfter = balance;
+        balance -= item.amount;
+        return { ...item, balanceAfter };
+      });
+      return { free, paid, items, nextAfter: page.nextAfter };
+    },
+    { isolationLevel: "repeatable read", accessMode: "read only" },
+  );
 }

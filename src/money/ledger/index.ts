@@ -14,7 +14,10 @@ export {
   type HistoryItem,
   type HistoryPage,
   type HistoryQuery,
+  type LedgerItem,
   listUserHistory,
+  readUserLedger,
+  type UserLedger,
 } from "./history.ts";
 export { type PostedTransaction, postTransaction } from "./post.ts";
 export { type SpendDetails, spendTokens } from "./spend.ts";

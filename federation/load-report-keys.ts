@@ -1,12 +1,13 @@
 /**
  * Keys of load reports. Reports are signed with the instance actor's Ed25519 key, the one the
  * actor document lists under `assertionMethod` as a Multikey. Verifiers fetch that key by its
- * id over HTTP, through Fedify's document loader, which rejects private addresses unless
- * `PU_NODE_ALLOW_PRIVATE_ADDRESS` is set.
+ * id over HTTP. A node uses Fedify's document loader, which rejects private addresses unless
+ * `PU_NODE_ALLOW_PRIVATE_ADDRESS` is set. The admin CLI's `reports verify` passes its own
+ * loaders, which fetch only from the issuer's origin.
  */
 import type { webcrypto } from "node:crypto";
-import { fetchKey } from "@fedify/fedify";
-import { Multikey } from "@fedify/vocab";
+import { fetchKeyDetailed } from "@fedify/fedify";
+import { type DocumentLoader, Multikey } from "@fedify/vocab";
 import type { Database } from "../src/db/client.ts";
 import type { ReportSigningKey } from "../src/reports/chain.ts";
 import { getActorKeyPairs } from "./keys.ts";
@@ -38,8 +39,8 @@ export async function loadReportSigningKey(db: Database, origin: URL): Promise<R
 }
 
 /**
- * Fetches the public key `kid` of a remote instance actor. Throws when the actor does not list
- * an Ed25519 Multikey with that id.
+ * Fetches the public key `kid` of a remote instance actor through the federation's loaders.
+ * Throws when the actor does not list an Ed25519 Multikey with that id.
  */
 export async function fetchReportKey(
   federation: NodeFederation,
@@ -47,13 +48,37 @@ export async function fetchReportKey(
   kid: URL,
 ): Promise<webcrypto.CryptoKey> {
   const ctx = federation.createContext(origin, undefined);
-  const { key } = await fetchKey(kid, Multikey, {
+  return await fetchReportKeyWithLoaders(kid, {
     documentLoader: ctx.documentLoader,
     contextLoader: ctx.contextLoader,
   });
+}
+
+/** Loaders of JSON-LD documents and contexts, as a Fedify context or the admin CLI has them. */
+export interface ReportKeyLoaders {
+  documentLoader: DocumentLoader;
+  contextLoader: DocumentLoader;
+}
+
+/**
+ * Fetches the public key `kid` of a remote instance actor with the given loaders. Throws when
+ * the document cannot be fetched, with the loader's reason, or when the actor does not list an
+ * Ed25519 Multikey with that id.
+ */
+export async function fetchReportKeyWithLoaders(
+  kid: URL,
+  loaders: ReportKeyLoaders,
+): Promise<webcrypto.CryptoKey> {
+  const { key, fetchError } = await fetchKeyDetailed(kid, Multikey, loaders);
   if (key === null) {
+    let reason = "";
+    if (fetchError !== undefined && "status" in fetchError) {
+      reason = ` (HTTP ${fetchError.status})`;
+    } else if (fetchError !== undefined) {
+      reason = ` (${fetchError.error.message})`;
+    }
     throw new Error(
-      `No Multikey ${kid.href} found; check that the report's issuer serves its instance actor`,
+      `No Multikey ${kid.href} found${reason}; check that the report's issuer serves its instance actor`,
     );
   }
   if (key.publicKey.algorithm.name !== "Ed25519") {

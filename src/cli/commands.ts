@@ -51,6 +51,8 @@ export interface CommandSpec {
   options?: Readonly<Record<string, OptionSpec>>;
   /** Extra help text after the options. */
   details?: string;
+  /** False for a command that sends nothing to this node, so it needs no admin token. */
+  needsAdminToken?: boolean;
   run(context: CommandContext, input: CommandInput): Promise<CommandOutput>;
 }
 

@@ -25,8 +25,10 @@ import {
   UsageError,
 } from "./commands.ts";
 import { gitHostCommands } from "./git-hosts.ts";
+import { reportCommands } from "./reports.ts";
 import { ruleCommands } from "./rules.ts";
 import { telegramCommands } from "./telegram.ts";
+import { userCommands } from "./users.ts";
 
 /** Every command group; a new group is one more entry here. */
 export const COMMAND_GROUPS: readonly CommandGroup[] = [
@@ -35,6 +37,8 @@ export const COMMAND_GROUPS: readonly CommandGroup[] = [
   banCommands,
   bridgeCommands,
   telegramCommands,
+  userCommands,
+  reportCommands,
 ];
 
 const USAGE_PREFIX = "npm run admin --";
@@ -214,7 +218,11 @@ export async function runAdminCli(argv: string[], io: CliIo): Promise<number> {
     const values = parsed.values as Record<string, string | boolean | undefined>;
 
     const url = resolveNodeUrl(stringValue(values.url), io.env);
-    const token = await resolveAdminToken(stringValue(values.token), io.env, io.cwd);
+    // A command that talks to no node still gets a client, with an empty token it never sends.
+    const token =
+      command.needsAdminToken === false
+        ? ""
+        : await resolveAdminToken(stringValue(values.token), io.env, io.cwd);
     const output = await command.run(createContext(new ApiClient(url, token), io), {
       args,
       options: values,

@@ -95,12 +95,21 @@ async function main(argv: string[]): Promise<number> {
 
   const node = await startNode(config, { errorCounter });
   await new Promise<void>((resolve) => {
+    // Ctrl+C reaches the node twice: from the terminal to the whole process group, and from npm,
+    // which forwards it. The listeners stay, so a repeated signal cannot end the process with the
+    // default action while it stops its embedded PostgreSQL.
+    let stopping = false;
     const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.info("Received {signal} again; the node is already stopping", { signal });
+        return;
+      }
+      stopping = true;
       logger.info("Received {signal}", { signal });
       resolve();
     };
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
   });
   await node.stop();
   logger.info("Node stopped");

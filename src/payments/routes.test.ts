@@ -157,8 +157,17 @@ describe("payment routes", () => {
     const { order } = (await created.json()) as { order: { id: string } };
 
     const response = await request(app, `/payments/orders/${order.id}/refund`, {});
+    // The body is optional, so a plain refund without one gets the same answer.
+    const withoutBody = await app.request(`/payments/orders/${order.id}/refund`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
 
     expect(response.status).toBe(422);
+    expect(withoutBody.status).toBe(422);
+    expect(((await withoutBody.json()) as { error: { code: string } }).error.code).toBe(
+      "refund_not_supported",
+    );
     const external = await request(app, `/payments/orders/${order.id}/refund`, {
       externallyRefunded: true,
     });

@@ -222,7 +222,11 @@ export function registerPaymentRoutes(
       path: "/payments/orders/{id}/refund",
       tags: ["Payments"],
       summary: "Refund a paid order and take its tokens back",
-      request: { params: IdParamsSchema, body: jsonBody(RefundSchema) },
+      request: {
+        params: IdParamsSchema,
+        // Optional, so a plain refund needs no body.
+        body: { required: false, content: { "application/json": { schema: RefundSchema } } },
+      },
       responses: {
         200: jsonResponse(OrderSchema, "The refunded order"),
         ...errorResponses(400, 401, 403, 404, 409, 422),
@@ -230,7 +234,8 @@ export function registerPaymentRoutes(
     }),
     async (c) => {
       const { id } = c.req.valid("param");
-      const { externallyRefunded } = c.req.valid("json");
+      const body = c.req.valid("json") as { externallyRefunded?: boolean } | undefined;
+      const externallyRefunded = body?.externallyRefunded ?? false;
       const order = await findOrder(db, id);
       if (order === undefined) {
         throw new HttpError(404, "payment_order_not_found", `Payment order ${id} not found`);

@@ -234,7 +234,7 @@ export class ConfigError extends Error {
 
 const booleanText = z
   .enum(["true", "false", "1", "0", "yes", "no"], {
-    error: "expected true or false",
+    error: "expected true or false (1, 0, yes and no also work)",
   })
   .transform((value) => value === "true" || value === "1" || value === "yes");
 

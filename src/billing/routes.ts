@@ -168,8 +168,14 @@ const FaucetRequestSchema = z
     key: z.string().min(1).max(100).openapi({
       description: "Idempotency key of this grant; a retry with it grants nothing twice",
     }),
-    tokens: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-    users: z.union([z.literal("all"), z.array(z.uuid()).min(1).max(10_000)]),
+    tokens: z
+      .number()
+      .int("expected a whole number of tokens")
+      .positive("expected at least 1 token")
+      .max(Number.MAX_SAFE_INTEGER),
+    users: z.union([z.literal("all"), z.array(z.uuid()).min(1).max(10_000)], {
+      error: 'expected "all" or a list of 1 to 10000 user ids',
+    }),
     reason: z.string().min(1).max(500),
   })
   .openapi("FaucetRequest");

@@ -77,10 +77,10 @@ export function stringOption(input: CommandInput, name: string): string | undefi
 }
 
 /** Returns the id argument, checked to be a UUID, so that a typo gets a clear message. */
-export function idArgument(input: CommandInput): string {
+export function idArgument(input: CommandInput, source = "the list command"): string {
   const id = input.args[0] ?? "";
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
-    throw new UsageError(`Invalid id ${JSON.stringify(id)}: expected a UUID from the list command`);
+    throw new UsageError(`Invalid id ${JSON.stringify(id)}: expected a UUID from ${source}`);
   }
   return id;
 }

@@ -59,7 +59,7 @@ const ledger: CommandSpec = {
     "FREE and PAID are the changes of the user's free and paid accounts; BALANCE AFTER is both " +
     "together right after the transaction.",
   async run({ api }, input) {
-    const userId = idArgument(input);
+    const userId = idArgument(input, "the Pepeunit import (docs/billing.md, section Users)");
     const limitText = stringOption(input, "limit") ?? String(DEFAULT_LEDGER_LIMIT);
     const limit = /^[0-9]{1,3}$/.test(limitText) ? Number(limitText) : 0;
     if (limit < 1 || limit > MAX_LEDGER_LIMIT) {

@@ -45,7 +45,9 @@ export class AdvisoryLockHolder {
       client.release(error);
     });
     this.#client = client;
-    logger.info("Took advisory lock {key}", { key: this.#key });
+    logger.info("Took advisory lock {key}; this process now runs the job it guards", {
+      key: this.#key,
+    });
     return true;
   }
 

@@ -167,6 +167,8 @@ describe("Crypto Pay webhook", () => {
     const body = '{"update_id": "x"}';
     const response = await fake.sendWebhook(webhookUrl, body);
     expect(response.status).toBe(400);
+    const { error } = (await response.json()) as { error: { message: string } };
+    expect(error.message).toMatch(/update_id: [^\n]+; update_type: /);
     const notJson = await fake.sendWebhook(webhookUrl, "{");
     expect(notJson.status).toBe(400);
   });

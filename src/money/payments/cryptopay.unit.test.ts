@@ -210,6 +210,10 @@ describe("CryptoPayProvider webhook", () => {
         /^the body is not a Crypto Pay update: /,
       );
     }
+    const wrongId = await deliverSigned('{"update_id": "x"}');
+    expect((wrongId as { message: string }).message).toMatch(
+      /^the body is not a Crypto Pay update: update_id: [^\n]+; update_type: [^\n]+$/,
+    );
   });
 
   it("ignores unpaid invoices and other types", async () => {

@@ -137,7 +137,12 @@ export class CryptoPayProvider implements PaymentProvider<CryptoPayWebhook> {
     try {
       update = WebhookUpdateSchema.parse(JSON.parse(Buffer.from(webhook.body).toString("utf8")));
     } catch (error) {
-      const message = `the body is not a Crypto Pay update: ${(error as Error).message}`;
+      // A zod error's message is its issues as pretty-printed JSON; one line per issue reads better.
+      const reason =
+        error instanceof z.ZodError
+          ? error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ")
+          : (error as Error).message;
+      const message = `the body is not a Crypto Pay update: ${reason}`;
       logger.error("Signed Crypto Pay webhook with an unusable body: {message}", { message });
       return { kind: "invalid_body", message };
     }

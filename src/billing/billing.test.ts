@@ -421,6 +421,17 @@ describe("hourly billing", () => {
       .where(eq(unitBillingState.unitId, unit.unitId));
     expect(resumed).toMatchObject({ state: "active", brokerApplied: true });
     expect(emqx.allRules).toEqual([{ topic: "other/#", permission: "deny", action: "all" }]);
+    const afterResume = await database.db
+      .select()
+      .from(userNotices)
+      .where(eq(userNotices.userId, unit.userId));
+    expect(afterResume.map((notice) => notice.kind).sort()).toEqual([
+      "unit_resumed",
+      "unit_stopped",
+    ]);
+    const resumedNotice = afterResume.find((notice) => notice.kind === "unit_resumed");
+    expect(resumedNotice?.textEn).toMatch(/is running again: the balance is above zero/);
+    expect(resumedNotice?.textRu).toMatch(/снова работает/);
   });
 
   it("promises no MQTT access without a driver", async () => {

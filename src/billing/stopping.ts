@@ -158,23 +158,44 @@ export async function resumeUnits(
   const { db } = dependencies;
   if ((await userBalance(db, userId)) <= 0n) return [];
   const stopped = await db
-    .select({ unitId: unitBillingState.unitId })
+    .select({
+      unitId: unitBillingState.unitId,
+      name: units.name,
+      chargeKey: unitBillingState.chargeKey,
+    })
     .from(unitBillingState)
     .innerJoin(units, eq(units.id, unitBillingState.unitId))
     .where(and(eq(unitBillingState.state, "stopped"), eq(units.ownerId, userId)));
   const resumed: string[] = [];
-  for (const { unitId } of stopped) {
-    const updated = await db
-      .update(unitBillingState)
-      .set({
-        state: "active",
-        reason: null,
-        since: new Date(),
-        brokerApplied: false,
-        brokerError: null,
-      })
-      .where(and(eq(unitBillingState.unitId, unitId), eq(unitBillingState.state, "stopped")))
-      .returning({ unitId: unitBillingState.unitId });
+  for (const { unitId, name, chargeKey } of stopped) {
+    const updated = await db.transaction(async (tx) => {
+      const rows = await tx
+        .update(unitBillingState)
+        .set({
+          state: "active",
+          reason: null,
+          since: new Date(),
+          brokerApplied: false,
+          brokerError: null,
+        })
+        .where(and(eq(unitBillingState.unitId, unitId), eq(unitBillingState.state, "stopped")))
+        .returning({ unitId: unitBillingState.unitId });
+      if (rows.length > 0) {
+        // One notice per stop: the key names the charge that stopped the Unit.
+        await tx
+          .insert(userNotices)
+          .values({
+            userId,
+            key: `unit_resumed:${chargeKey ?? unitId}`,
+            kind: "unit_resumed",
+            textRu: `Юнит ${name} снова работает: баланс больше нуля.`,
+            textEn: `Unit ${name} is running again: the balance is above zero.`,
+            metadata: { unitId },
+          })
+          .onConflictDoNothing();
+      }
+      return rows;
+    });
     if (updated.length === 0) continue;
     logger.info("Resumed Unit {unitId} of user {userId}: the balance is above zero", {
       unitId,

@@ -215,7 +215,7 @@ const StoppedUnitSchema = z
     }),
     brokerApplied: z.boolean().openapi({
       description:
-        "Whether EMQX has the deny rules; false means the billing job applies them again",
+        "True when no broker change is pending (applied, or no driver); false means the billing job retries it",
     }),
     brokerError: z.string().nullable().openapi({ description: "Error of the last broker call" }),
   })

@@ -38,7 +38,7 @@ export interface StopRequest {
 
 /**
  * Notice texts in Russian and English. They promise MQTT access back only when the broker
- * driver revokes it; with the driver `off` the Unit keeps its access while stopped.
+ * driver revokes it, because with the driver `off` the Unit keeps its access while stopped.
  */
 function stopNoticeTexts(
   unitName: string,

@@ -380,8 +380,8 @@ function registerCryptoPayWebhook(
 }
 
 /**
- * Raises a 400 when `chatId` is linked to another user than the order's, because whoever pays
- * in that chat would credit the order's user.
+ * Raises a 400 when `chatId` is linked to another user than the order's, because a payment in
+ * that chat would credit the order's user.
  */
 async function checkInvoiceChat(db: DatabaseLike, userId: string, chatId: number): Promise<void> {
   const link = await findChatLink(db, chatId);

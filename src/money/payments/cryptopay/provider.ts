@@ -137,7 +137,7 @@ export class CryptoPayProvider implements PaymentProvider<CryptoPayWebhook> {
     try {
       update = WebhookUpdateSchema.parse(JSON.parse(Buffer.from(webhook.body).toString("utf8")));
     } catch (error) {
-      // A zod error's message is its issues as pretty-printed JSON; one line per issue reads better.
+      // A zod error's message is its issues as pretty-printed JSON, so list path and message.
       const reason =
         error instanceof z.ZodError
           ? error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ")

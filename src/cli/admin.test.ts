@@ -10,6 +10,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { type ServerType, serve } from "@hono/node-server";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { type CliResult, runCli } from "../../test/cli-harness.ts";
 import { createTestDatabase, type TestDatabase } from "../../test/postgres.ts";
 import {
   domainRuleEvents,
@@ -19,39 +20,22 @@ import {
 } from "../db/schema/index.ts";
 import { ADMIN_TOKEN, createTestApi, FakeFederationPort } from "../http/api/test-app.ts";
 import { resolveNodeUrl } from "./client.ts";
-import { runAdminCli } from "./run.ts";
 
 let database: TestDatabase;
 let server: ServerType;
 let nodeUrl: string;
 let scratch: string;
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the CLI in this process with the node's URL and token, unless `env` replaces them. */
-async function cli(
+function cli(
   args: string[],
   options: { env?: NodeJS.ProcessEnv; stdin?: string } = {},
 ): Promise<CliResult> {
-  let stdout = "";
-  let stderr = "";
-  const env = options.env ?? { PU_NODE_ADMIN_TOKEN: ADMIN_TOKEN };
-  const code = await runAdminCli(options.env ? args : [...args, "--url", nodeUrl], {
-    stdout: (text) => {
-      stdout += text;
-    },
-    stderr: (text) => {
-      stderr += text;
-    },
-    env,
+  return runCli(options.env ? args : [...args, "--url", nodeUrl], {
+    env: options.env ?? { PU_NODE_ADMIN_TOKEN: ADMIN_TOKEN },
     cwd: scratch,
-    readStdin: async () => options.stdin ?? "",
+    stdin: options.stdin,
   });
-  return { code, stdout, stderr };
 }
 
 /** Runs the CLI and returns the parsed `--json` output, expecting exit status 0. */

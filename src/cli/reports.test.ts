@@ -10,11 +10,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadReportSigningKey } from "../../federation/load-report-keys.ts";
+import { type CliResult, runCli } from "../../test/cli-harness.ts";
 import { findFreePort } from "../../test/global-setup.ts";
 import { startTestNode, type TestNode } from "../../test/nodes.ts";
 import { issueLoadReport } from "../reports/chain.ts";
 import { sha256Hex } from "../reports/tokens.ts";
-import { runAdminCli } from "./run.ts";
 
 /** More than one page of `GET /load_limit`, which lists at most 100 reports. */
 const REPORT_COUNT = 102;
@@ -34,27 +34,12 @@ let proxyMode: "pass" | "tamper" | "reorder" | "redirect-actor" | "move-actor" =
 /** `after` of each `GET /load_limit` that reached the proxy. */
 let pageRequests: string[] = [];
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(args: string[], stdin = ""): Promise<CliResult> {
-  let stdout = "";
-  let stderr = "";
-  const code = await runAdminCli([...args, "--url", node.origin], {
-    stdout: (text) => {
-      stdout += text;
-    },
-    stderr: (text) => {
-      stderr += text;
-    },
+function cli(args: string[], stdin = ""): Promise<CliResult> {
+  return runCli([...args, "--url", node.origin], {
     env: { PU_NODE_ADMIN_TOKEN: node.adminToken },
     cwd: process.cwd(),
-    readStdin: async () => stdin,
+    stdin,
   });
-  return { code, stdout, stderr };
 }
 
 /** Changes one character of the JWS payload, so the report's signature no longer matches. */
@@ -229,20 +214,10 @@ describe("reports verify", () => {
   it("verifies without an admin token", async () => {
     const { token } = await createScraperToken("verify-no-admin");
     const emptyDirectory = await mkdtemp(path.join(tmpdir(), "pepeunit-cli-"));
-    let stdout = "";
-    let stderr = "";
-
-    const code = await runAdminCli(["reports", "verify", proxyOrigin, `--scraper-token=${token}`], {
-      stdout: (text) => {
-        stdout += text;
-      },
-      stderr: (text) => {
-        stderr += text;
-      },
-      env: {},
-      cwd: emptyDirectory,
-      readStdin: async () => "",
-    });
+    const { code, stdout, stderr } = await runCli(
+      ["reports", "verify", proxyOrigin, `--scraper-token=${token}`],
+      { env: {}, cwd: emptyDirectory },
+    );
 
     await rm(emptyDirectory, { recursive: true });
     expect(stderr).toBe("");

@@ -1,50 +1,35 @@
 /** The `users` commands of the admin CLI against the REST API over real HTTP on loopback. */
 import { randomUUID } from "node:crypto";
-import type { AddressInfo } from "node:net";
-import { type ServerType, serve } from "@hono/node-server";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../../test/postgres.ts";
-import { ADMIN_TOKEN, createTestApi, FakeFederationPort } from "../http/api/test-app.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type CliResult,
+  type CliTestApi,
+  runCli,
+  startCliTestApi,
+} from "../../test/cli-harness.ts";
+import type { TestDatabase } from "../../test/postgres.ts";
+import { ADMIN_TOKEN } from "../http/api/test-app.ts";
 import { grantFaucetTokens } from "../money/billing/index.ts";
 import { spendTokens } from "../money/ledger/index.ts";
 import { createUser } from "../payments/test-support.ts";
-import { runAdminCli } from "./run.ts";
 
+let api: CliTestApi;
 let database: TestDatabase;
-let server: ServerType;
-let nodeUrl: string;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const code = await runAdminCli([...args, "--url", nodeUrl], {
-    stdout: (text) => {
-      stdout += text;
-    },
-    stderr: (text) => {
-      stderr += text;
-    },
+function cli(args: string[]): Promise<CliResult> {
+  return runCli([...args, "--url", api.nodeUrl], {
     env: { PU_NODE_ADMIN_TOKEN: ADMIN_TOKEN },
     cwd: process.cwd(),
-    readStdin: async () => "",
   });
-  return { code, stdout, stderr };
 }
 
 beforeAll(async () => {
-  database = await createTestDatabase(inject("postgresAdminUrl"), "cli-users");
-  const app = createTestApi(database, new FakeFederationPort());
-  server = await new Promise<ServerType>((resolve) => {
-    const created = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, () =>
-      resolve(created),
-    );
-  });
-  nodeUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  api = await startCliTestApi("cli-users");
+  database = api.database;
 });
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => server?.close(() => resolve()));
-  await database?.drop();
+  await api?.stop();
 });
 
 describe("users ledger", () => {

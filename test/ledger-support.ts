@@ -2,21 +2,14 @@
 import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
 import type { DatabaseLike } from "../src/db/client.ts";
-import { ledgerAccounts, users } from "../src/db/schema/index.ts";
+import { ledgerAccounts } from "../src/db/schema/index.ts";
 import {
   openSystemAccount,
   openUserAccounts,
   postTransaction,
   type UserAccounts,
 } from "../src/money/ledger/index.ts";
-
-export async function createLedgerUser(db: DatabaseLike): Promise<string> {
-  const [user] = await db
-    .insert(users)
-    .values({ login: `user-${randomUUID()}` })
-    .returning({ id: users.id });
-  return (user as { id: string }).id;
-}
+import { createUser } from "../src/payments/test-support.ts";
 
 export async function accountBalance(db: DatabaseLike, accountId: number): Promise<bigint> {
   const [account] = await db
@@ -32,7 +25,7 @@ export async function createFundedUser(
   free: bigint,
   paid: bigint,
 ): Promise<{ userId: string } & UserAccounts> {
-  const userId = await createLedgerUser(db);
+  const userId = await createUser(db);
   const accounts = await openUserAccounts(db, userId);
   const faucet = await openSystemAccount(db, "faucet");
   const clearing = await openSystemAccount(db, "payments_clearing");

@@ -3,7 +3,8 @@ import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
 import type { Database } from "../../db/client.ts";
-import { ledgerTransactions, users } from "../../db/schema/index.ts";
+import { ledgerTransactions } from "../../db/schema/index.ts";
+import { createUser as createPaymentUser } from "../../payments/test-support.ts";
 import {
   IdempotencyConflictError,
   InvalidLedgerRequestError,
@@ -28,13 +29,7 @@ afterAll(async () => {
   await database.close();
 });
 
-async function createUser(): Promise<string> {
-  const [user] = await db
-    .insert(users)
-    .values({ login: `user-${randomUUID()}` })
-    .returning({ id: users.id });
-  return (user as { id: string }).id;
-}
+const createUser = () => createPaymentUser(db);
 
 async function balances(userId: string): Promise<{ free: bigint; paid: bigint }> {
   const { free, paid } = await openUserAccounts(db, userId);

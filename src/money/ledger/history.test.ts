@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
 import type { Database } from "../../db/client.ts";
-import { users } from "../../db/schema/index.ts";
+import { createUser as createPaymentUser } from "../../payments/test-support.ts";
 import {
   HISTORY_MAX_LIMIT,
   InvalidLedgerRequestError,
@@ -26,13 +26,7 @@ afterAll(async () => {
   await database.close();
 });
 
-async function createUser(): Promise<string> {
-  const [user] = await db
-    .insert(users)
-    .values({ login: `user-${randomUUID()}` })
-    .returning({ id: users.id });
-  return (user as { id: string }).id;
-}
+const createUser = () => createPaymentUser(db);
 
 async function grant(accountId: number, amount: bigint, kind: "faucet" | "payments_clearing") {
   const source = await openSystemAccount(db, kind);

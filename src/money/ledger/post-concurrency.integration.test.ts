@@ -4,9 +4,10 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { accountBalance, createLedgerUser } from "../../../test/ledger-support.ts";
+import { accountBalance } from "../../../test/ledger-support.ts";
 import { createTestDatabase, type TestDatabase } from "../../../test/postgres.ts";
 import { createDatabase, createPool, type Database } from "../../db/client.ts";
+import { createUser } from "../../payments/test-support.ts";
 import {
   IdempotencyConflictError,
   InsufficientFundsError,
@@ -29,7 +30,6 @@ afterAll(async () => {
   await database.drop();
 });
 
-const createUser = () => createLedgerUser(db);
 const balanceOf = (accountId: number) => accountBalance(db, accountId);
 
 describe("postTransaction under concurrency", () => {
@@ -38,7 +38,7 @@ describe("postTransaction under concurrency", () => {
     const pool = createPool({ url: database.url, max: 16, applicationName: "ledger-concurrency" });
     const concurrentDb = createDatabase(pool);
     try {
-      const userIds = [await createUser(), await createUser(), await createUser()];
+      const userIds = [await createUser(db), await createUser(db), await createUser(db)];
       const userAccounts = await Promise.all(userIds.map((id) => openUserAccounts(db, id)));
       const faucet = await openSystemAccount(db, "faucet");
       const revenue = await openSystemAccount(db, "revenue_usage");
@@ -113,7 +113,7 @@ describe("postTransaction under concurrency", () => {
     const pool = createPool({ url: database.url, max: 16, applicationName: "ledger-replay" });
     const concurrentDb = createDatabase(pool);
     try {
-      const { paid } = await openUserAccounts(db, await createUser());
+      const { paid } = await openUserAccounts(db, await createUser(db));
       const clearing = await openSystemAccount(db, "payments_clearing");
       const request = {
         idempotencyKey: `payment-${randomUUID()}`,
@@ -141,7 +141,7 @@ describe("postTransaction under concurrency", () => {
     const pool = createPool({ url: database.url, max: 16, applicationName: "ledger-conflict" });
     const concurrentDb = createDatabase(pool);
     try {
-      const { paid } = await openUserAccounts(db, await createUser());
+      const { paid } = await openUserAccounts(db, await createUser(db));
       const clearing = await openSystemAccount(db, "payments_clearing");
       const key = `payment-${randomUUID()}`;
 

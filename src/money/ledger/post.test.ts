@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { accountBalance, createLedgerUser } from "../../../test/ledger-support.ts";
+import { accountBalance } from "../../../test/ledger-support.ts";
 import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
 import type { Database } from "../../db/client.ts";
 import { ledgerTransactions } from "../../db/schema/index.ts";
+import { createUser } from "../../payments/test-support.ts";
 import {
   IdempotencyConflictError,
   InsufficientFundsError,
@@ -29,7 +30,6 @@ afterAll(async () => {
   await database.close();
 });
 
-const createUser = () => createLedgerUser(db);
 const balanceOf = (accountId: number) => accountBalance(db, accountId);
 
 async function grantFree(accountId: number, amount: bigint): Promise<PostedTransaction> {
@@ -46,7 +46,7 @@ async function grantFree(accountId: number, amount: bigint): Promise<PostedTrans
 
 describe("postTransaction", () => {
   it("writes entries and balances", async () => {
-    const { free } = await openUserAccounts(db, await createUser());
+    const { free } = await openUserAccounts(db, await createUser(db));
     const faucet = await openSystemAccount(db, "faucet");
     const faucetBefore = await balanceOf(faucet.id);
 
@@ -75,7 +75,7 @@ describe("postTransaction", () => {
   });
 
   it("replays a repeated key", async () => {
-    const { free } = await openUserAccounts(db, await createUser());
+    const { free } = await openUserAccounts(db, await createUser(db));
     const faucet = await openSystemAccount(db, "faucet");
     const key = `grant-${randomUUID()}`;
     const request = {
@@ -104,7 +104,7 @@ describe("postTransaction", () => {
   });
 
   it("replays after the funds are spent", async () => {
-    const { free } = await openUserAccounts(db, await createUser());
+    const { free } = await openUserAccounts(db, await createUser(db));
     const revenue = await openSystemAccount(db, "revenue_usage");
     await grantFree(free.id, 10n);
     const charge = {
@@ -125,7 +125,7 @@ describe("postTransaction", () => {
   });
 
   it("rejects a reused key with other content", async () => {
-    const { free } = await openUserAccounts(db, await createUser());
+    const { free } = await openUserAccounts(db, await createUser(db));
     const faucet = await openSystemAccount(db, "faucet");
     const key = `grant-${randomUUID()}`;
     const first = await postTransaction(db, {
@@ -153,7 +153,7 @@ describe("postTransaction", () => {
   });
 
   it("rejects a user balance below zero", async () => {
-    const userId = await createUser();
+    const userId = await createUser(db);
     const { free } = await openUserAccounts(db, userId);
     const revenue = await openSystemAccount(db, "revenue_usage");
     await grantFree(free.id, 30n);
@@ -182,7 +182,7 @@ describe("postTransaction", () => {
 
   it("lets system accounts go negative", async () => {
     const clearing = await openSystemAccount(db, "payments_clearing");
-    const { paid } = await openUserAccounts(db, await createUser());
+    const { paid } = await openUserAccounts(db, await createUser(db));
 
     await postTransaction(db, {
       idempotencyKey: `payment-${randomUUID()}`,
@@ -247,7 +247,7 @@ describe("postTransaction", () => {
   });
 
   it("rejects an account twice", async () => {
-    const { free } = await openUserAccounts(db, await createUser());
+    const { free } = await openUserAccounts(db, await createUser(db));
     const failure = await postTransaction(db, {
       idempotencyKey: `twice-${randomUUID()}`,
       kind: "usage",

@@ -5,14 +5,10 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  accountBalance,
-  createFundedUser,
-  createLedgerUser,
-} from "../../../test/ledger-support.ts";
+import { accountBalance, createFundedUser } from "../../../test/ledger-support.ts";
 import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
 import type { Database } from "../../db/client.ts";
-import { countPostings } from "../../payments/test-support.ts";
+import { countPostings, createUser } from "../../payments/test-support.ts";
 import {
   openSystemAccount,
   openUserAccounts,
@@ -52,7 +48,7 @@ function withRivalBeforeTransaction(target: Database, rival: () => Promise<unkno
 
 describe("postTransaction race", () => {
   it("replays a key committed meanwhile", async () => {
-    const { free } = await openUserAccounts(db, await createLedgerUser(db));
+    const { free } = await openUserAccounts(db, await createUser(db));
     const faucet = await openSystemAccount(db, "faucet");
     const request: PostingRequest = {
       idempotencyKey: `grant-${randomUUID()}`,

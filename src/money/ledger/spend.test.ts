@@ -4,11 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   accountBalance,
   createFundedUser as createFundedLedgerUser,
-  createLedgerUser,
 } from "../../../test/ledger-support.ts";
 import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
 import type { Database } from "../../db/client.ts";
 import { ledgerTransactions } from "../../db/schema/index.ts";
+import { createUser } from "../../payments/test-support.ts";
 import {
   IdempotencyConflictError,
   InsufficientFundsError,
@@ -98,7 +98,7 @@ describe("spendTokens", () => {
   });
 
   it("opens the accounts of a new user", async () => {
-    const userId = await createLedgerUser(db);
+    const userId = await createUser(db);
 
     const failure = await spendTokens(db, userId, 1n, `spend-${randomUUID()}`).catch(
       (error: unknown) => error,
@@ -143,7 +143,7 @@ describe("spendTokens", () => {
   });
 
   it("rejects invalid input", async () => {
-    const userId = await createLedgerUser(db);
+    const userId = await createUser(db);
     const cases: [() => Promise<unknown>, string][] = [
       [() => spendTokens(db, "not-a-uuid", 1n, "k"), "userId"],
       [() => spendTokens(db, userId, 0n, "k"), "amount"],

@@ -3,7 +3,7 @@ import { sql } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type MoneyTestDatabase, openMoneyTestDatabase } from "../../../test/money-database.ts";
 import type { Database } from "../../db/client.ts";
-import { users } from "../../db/schema/index.ts";
+import { createUser as createPaymentUser } from "../../payments/test-support.ts";
 import {
   LedgerIntegrityError,
   openSystemAccount,
@@ -25,13 +25,7 @@ afterEach(async () => {
   await database.close();
 });
 
-async function createUser(): Promise<string> {
-  const [user] = await db
-    .insert(users)
-    .values({ login: `user-${randomUUID()}` })
-    .returning({ id: users.id });
-  return (user as { id: string }).id;
-}
+const createUser = () => createPaymentUser(db);
 
 async function postGrant(accountId: number, amount: bigint): Promise<PostedTransaction> {
   const faucet = await openSystemAccount(db, "faucet");

@@ -1,14 +1,8 @@
-/**
- * Commands of the Telegram bot for node users: linking a chat with a one-time code, the token
- * balance and latest transactions, buying tokens for Stars, refund help, and help. They run on the payment bot
- * (`createPaymentBot`), which keeps handling `pre_checkout_query` and `successful_payment`.
- */
-import { and, eq, inArray } from "drizzle-orm";
 import type { Api, Bot, Context } from "grammy";
 import type { Database } from "../db/client.ts";
-import { ledgerAccounts, type TelegramLanguage } from "../db/schema/index.ts";
+import type { TelegramLanguage } from "../db/schema/index.ts";
 import { getNodeLogger } from "../logging.ts";
-import { readUserLedger } from "../money/ledger/index.ts";
+import { readUserBalances, readUserLedger } from "../money/ledger/index.ts";
 import { InvalidPaymentRequestError, type TelegramStarsProvider } from "../money/payments/index.ts";
 import {
   findChatLink,
@@ -17,7 +11,7 @@ import {
   redeemLinkCode,
   unlinkChat,
 } from "./links.ts";
-import { type BalanceFigures, BOT_COMMANDS, type BotTexts, botTexts, languageOf } from "./texts.ts";
+import { BOT_COMMANDS, type BotTexts, botTexts, languageOf } from "./texts.ts";
 
 const logger = getNodeLogger("telegram", "bot");
 
@@ -32,26 +26,6 @@ export interface UserCommandOptions {
   maxTokensPerOrder: number;
   /** Whom to ask for a refund (`PU_NODE_SUPPORT_CONTACT`), which `/paysupport` shows. */
   supportContact: string | undefined;
-}
-
-/** Returns the user's free and paid tokens, with 0 for accounts not opened yet. */
-export async function balanceOf(db: Database, userId: string): Promise<BalanceFigures> {
-  const rows = await db
-    .select({ kind: ledgerAccounts.kind, balance: ledgerAccounts.balance })
-    .from(ledgerAccounts)
-    .where(
-      and(
-        eq(ledgerAccounts.ownerKind, "user"),
-        eq(ledgerAccounts.ownerId, userId),
-        inArray(ledgerAccounts.kind, ["user_free", "user_paid"]),
-      ),
-    );
-  const figures = { free: 0n, paid: 0n };
-  for (const row of rows) {
-    if (row.kind === "user_free") figures.free += row.balance;
-    else figures.paid += row.balance;
-  }
-  return figures;
 }
 
 /** Registers the menu of commands in Russian and in English (the default) with `setMyCommands`. */
@@ -172,7 +146,7 @@ export function registerUserCommands(bot: Bot, options: UserCommandOptions): voi
   command("balance", async (ctx, texts) => {
     const chatLink = await findChatLink(db, ctx.chat.id);
     if (chatLink === undefined) return texts.notLinked;
-    return texts.balance(await balanceOf(db, chatLink.userId));
+    return texts.balance(await readUserBalances(db, chatLink.userId));
   });
 
   command("history", async (ctx, texts) => {

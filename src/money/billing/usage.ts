@@ -1,12 +1,5 @@
-/**
- * Charging a user for one billed item (a Unit's hour, or a user's aggregation topics of a day)
- * through `spendTokens`, free tokens first. When the balance cannot pay, what is left is
- * charged and the caller stops the Unit.
- */
-import { and, eq, inArray } from "drizzle-orm";
 import type { DatabaseLike } from "../../db/client.ts";
-import { ledgerAccounts } from "../../db/schema/index.ts";
-import { InsufficientFundsError, spendTokens } from "../ledger/index.ts";
+import { InsufficientFundsError, readUserBalances, spendTokens } from "../ledger/index.ts";
 import { findTransaction } from "../ledger/post.ts";
 import type { JsonValue } from "../ledger/validation.ts";
 import type { LoadPrice } from "../pricing.ts";
@@ -49,17 +42,8 @@ export type ChargeOutcome =
 
 /** Returns the user's free plus paid tokens; 0 when the user has no accounts yet. */
 export async function userBalance(db: DatabaseLike, userId: string): Promise<bigint> {
-  const rows = await db
-    .select({ balance: ledgerAccounts.balance })
-    .from(ledgerAccounts)
-    .where(
-      and(
-        eq(ledgerAccounts.ownerKind, "user"),
-        eq(ledgerAccounts.ownerId, userId),
-        inArray(ledgerAccounts.kind, ["user_free", "user_paid"]),
-      ),
-    );
-  return rows.reduce((sum, row) => sum + row.balance, 0n);
+  const { free, paid } = await readUserBalances(db, userId);
+  return free + paid;
 }
 
 /**

@@ -2,7 +2,7 @@
  * Opening ledger accounts. Every account starts at balance 0, and opening is idempotent, so
  * callers open accounts right before they post to them.
  */
-import { and, asc, eq, isNull } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull } from "drizzle-orm";
 import type { DatabaseLike } from "../../db/client.ts";
 import {
   type LedgerAccount,
@@ -18,6 +18,34 @@ import { parseUserId } from "./validation.ts";
 export interface UserAccounts {
   free: LedgerAccount;
   paid: LedgerAccount;
+}
+
+/** A user's free and paid tokens and the ids of the accounts that hold them. */
+export interface UserBalances {
+  free: bigint;
+  paid: bigint;
+  accountIds: number[];
+}
+
+/** Reads the user's free and paid tokens, with 0 for accounts not opened yet. */
+export async function readUserBalances(db: DatabaseLike, userId: string): Promise<UserBalances> {
+  const accounts = await db
+    .select({ id: ledgerAccounts.id, kind: ledgerAccounts.kind, balance: ledgerAccounts.balance })
+    .from(ledgerAccounts)
+    .where(
+      and(
+        eq(ledgerAccounts.ownerKind, "user"),
+        eq(ledgerAccounts.ownerId, userId),
+        inArray(ledgerAccounts.kind, USER_ACCOUNT_KINDS),
+      ),
+    );
+  const balances: UserBalances = { free: 0n, paid: 0n, accountIds: [] };
+  for (const account of accounts) {
+    if (account.kind === "user_free") balances.free += account.balance;
+    else balances.paid += account.balance;
+    balances.accountIds.push(account.id);
+  }
+  return balances;
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   ledgerTransactions,
   type UserAccountKind,
 } from "../../db/schema/index.ts";
+import { readUserBalances } from "./accounts.ts";
 import { InvalidLedgerRequestError } from "./errors.ts";
 import { type JsonValue, parseUserId } from "./validation.ts";
 
@@ -153,20 +154,7 @@ export async function readUserLedger(
   return await db.transaction(
     async (tx) => {
       const page = await listUserHistory(tx, userId, query);
-      const accounts = await tx
-        .select({
-          id: ledgerAccounts.id,
-          kind: ledgerAccounts.kind,
-          balance: ledgerAccounts.balance,
-        })
-        .from(ledgerAccounts)
-        .where(and(eq(ledgerAccounts.ownerKind, "user"), eq(ledgerAccounts.ownerId, userId)));
-      let free = 0n;
-      let paid = 0n;
-      for (const account of accounts) {
-        if (account.kind === "user_free") free += account.balance;
-        else paid += account.balance;
-      }
+      const { free, paid, accountIds } = await readUserBalances(tx, userId);
 
       // The items of a later page come after the newer transactions, whose sum is subtracted.
       let balance = free + paid;
@@ -176,10 +164,7 @@ export async function readUserLedger(
           .from(ledgerEntries)
           .where(
             and(
-              inArray(
-                ledgerEntries.accountId,
-                accounts.map((account) => account.id),
-              ),
+              inArray(ledgerEntries.accountId, accountIds),
               gte(ledgerEntries.transactionId, query.after),
             ),
           );

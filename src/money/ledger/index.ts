@@ -1,4 +1,10 @@
-export { openSystemAccount, openUserAccounts, type UserAccounts } from "./accounts.ts";
+export {
+  openSystemAccount,
+  openUserAccounts,
+  readUserBalances,
+  type UserAccounts,
+  type UserBalances,
+} from "./accounts.ts";
 export {
   type AccountMismatch,
   IdempotencyConflictError,

@@ -3,7 +3,7 @@
  * and their list, stopped Units and the faucet. NodeInfo publishes the settings to everybody.
  */
 import { type OpenAPIHono, z } from "@hono/zod-openapi";
-import { and, asc, desc, eq, gt } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray } from "drizzle-orm";
 import type { MiddlewareHandler } from "hono";
 import {
   BILLING_RUN_KINDS,
@@ -18,9 +18,11 @@ import {
   users,
 } from "../db/schema/index.ts";
 import { lastCompleteHour } from "../grading/measure.ts";
+import { invalidFieldError } from "../http/api/fields.ts";
 import {
   adminRoute,
   errorResponses,
+  invalidCursorError,
   jsonBody,
   jsonResponse,
   loadPage,
@@ -270,12 +272,6 @@ function runJson(run: BillingRunRow) {
   };
 }
 
-function badRequest(field: string, message: string): HttpError {
-  return new HttpError(400, "invalid_request", `Invalid body field ${field}: ${message}`, {
-    issues: [{ location: "body", field, message }],
-  });
-}
-
 /** Returns the start of the UTC day before the day of `now`. */
 function lastEndedDay(now: Date): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - 1));
@@ -288,21 +284,24 @@ function lastEndedDay(now: Date): Date {
 function checkAggregationDay(day: Date, now: Date): void {
   const text = day.toISOString();
   if (day.getTime() % DAY_MS !== 0) {
-    throw badRequest(
+    throw invalidFieldError(
+      "body",
       "hour",
       `${text} is not the start of a UTC day; send a time such as 2027-01-01T00:00:00Z`,
     );
   }
   const latest = lastEndedDay(now);
   if (day.getTime() > latest.getTime()) {
-    throw badRequest(
+    throw invalidFieldError(
+      "body",
       "hour",
       `day ${text} has not ended yet; the latest day that can be billed is ${latest.toISOString()}`,
     );
   }
   const earliest = new Date(latest.getTime() - (AGGREGATION_DAYS_BACK - 1) * DAY_MS);
   if (day.getTime() < earliest.getTime()) {
-    throw badRequest(
+    throw invalidFieldError(
+      "body",
       "hour",
       `day ${text} is too old: a run charges the latest aggregation space snapshot, so only ` +
         `days from ${earliest.toISOString()} to ${latest.toISOString()} can be billed`,
@@ -373,7 +372,7 @@ export function registerBillingRoutes(
         return c.json(settingsResponse(stored), 200);
       } catch (error) {
         if (!(error instanceof InvalidBillingSettingsError)) throw error;
-        throw badRequest(error.field, error.reason);
+        throw invalidFieldError("body", error.field, error.reason);
       }
     },
   );
@@ -431,7 +430,7 @@ export function registerBillingRoutes(
         return c.json(runJson(run), 200);
       } catch (error) {
         if (!(error instanceof BillingInputError)) throw error;
-        throw badRequest("hour", error.message);
+        throw invalidFieldError("body", "hour", error.message);
       }
     },
   );
@@ -481,11 +480,7 @@ export function registerBillingRoutes(
       const body = await loadPage(c, c.req.valid("query"), {
         load: ({ limit, after }) => {
           if (after !== undefined && !z.guid().safeParse(after).success) {
-            throw new HttpError(
-              400,
-              "invalid_request",
-              "Invalid query field cursor: expected the `next` value of a previous page",
-            );
+            throw invalidCursorError();
           }
           return db
             .select({
@@ -542,13 +537,18 @@ export function registerBillingRoutes(
           ? (await db.select({ id: users.id }).from(users)).map((user) => user.id)
           : body.users;
       if (body.users !== "all") {
-        for (const userId of userIds) {
-          const [user] = await db.select({ id: users.id }).from(users).where(eq(users.id, userId));
-          if (user === undefined)
-            throw badRequest(
-              "users",
-              `no user has the id ${userId}; send existing user ids or "all"`,
-            );
+        const found = await db
+          .select({ id: users.id })
+          .from(users)
+          .where(inArray(users.id, userIds));
+        const known = new Set(found.map((user) => user.id));
+        const unknown = userIds.find((userId) => !known.has(userId));
+        if (unknown !== undefined) {
+          throw invalidFieldError(
+            "body",
+            "users",
+            `no user has the id ${unknown}; send existing user ids or "all"`,
+          );
         }
       }
       try {
@@ -580,7 +580,8 @@ export function registerBillingRoutes(
             `Faucet key ${JSON.stringify(body.key)} was used with other tokens or reason; use a new key for a new grant`,
           );
         }
-        if (error instanceof InvalidLedgerRequestError) throw badRequest("users", error.message);
+        if (error instanceof InvalidLedgerRequestError)
+          throw invalidFieldError("body", "users", error.message);
         throw error;
       }
     },

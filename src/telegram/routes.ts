@@ -17,6 +17,7 @@ import {
 import {
   adminRoute,
   errorResponses,
+  invalidCursorError,
   jsonBody,
   jsonResponse,
   loadPage,
@@ -291,11 +292,7 @@ export function registerTelegramRoutes(
           if (after !== undefined) {
             const afterId = Number(after);
             if (!Number.isSafeInteger(afterId)) {
-              throw new HttpError(
-                400,
-                "invalid_request",
-                "Invalid query field cursor: expected the `next` value of a previous page",
-              );
+              throw invalidCursorError();
             }
             conditions.push(lt(userNotices.id, afterId));
           }

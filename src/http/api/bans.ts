@@ -442,12 +442,7 @@ export function registerBanRoutes(
       let until: Date | "permanent";
       if (body.permanent === true) until = "permanent";
       else if (body.until !== undefined) until = body.until;
-      else
-        throw new HttpError(
-          400,
-          "invalid_request",
-          "Invalid body field until: expected until or permanent: true",
-        );
+      else throw invalidFieldError("body", "until", "expected until or permanent: true");
       const ban = unwrap(await extendBan(db, id, until, "admin", body.reason, now));
       return c.json(banJson(ban, now), 200);
     },

@@ -19,7 +19,14 @@ import { activeBannedTopics } from "../../policy/bans-queries.ts";
 import type { NodeServices } from "../../services.ts";
 import { HttpError } from "../errors.ts";
 import { canonicalQueryDomain } from "./fields.ts";
-import { adminRoute, errorResponses, jsonBody, jsonResponse, loadPage } from "./routing.ts";
+import {
+  adminRoute,
+  errorResponses,
+  invalidCursorError,
+  jsonBody,
+  jsonResponse,
+  loadPage,
+} from "./routing.ts";
 import { IdParamsSchema, PageQuerySchema, pageOf } from "./schemas.ts";
 
 const logger = getNodeLogger("http", "api");
@@ -225,11 +232,7 @@ export function registerBridgeRoutes(
       const body = await loadPage(c, query, {
         load: (page) => {
           if (page.after !== undefined && !UUID.test(page.after)) {
-            throw new HttpError(
-              400,
-              "invalid_request",
-              "Invalid query field cursor: start again without cursor",
-            );
+            throw invalidCursorError();
           }
           return listBridges(db, {
             state: query.state,

@@ -68,7 +68,12 @@ export function decodePageCursor(cursor: string | undefined): string | undefined
   } catch {
     // Reported below like any other unusable cursor.
   }
-  throw new HttpError(
+  throw invalidCursorError();
+}
+
+/** Returns the 400 error for a cursor that no earlier page produced. */
+export function invalidCursorError(): HttpError {
+  return new HttpError(
     400,
     "invalid_request",
     "Invalid query field cursor: expected the `next` value of a previous page; start again without cursor",

@@ -224,20 +224,8 @@ const StoppedUnitSchema = z
   .openapi("StoppedUnit");
 
 function settingsResponse(stored: StoredBillingSettings) {
-  const json = settingsJson(stored.settings);
   return {
-    ...(json as {
-      enabled: boolean;
-      monthlyAllowance: string;
-      region: string;
-      regionPrices: Record<string, string>;
-      instancePrice: string | null;
-      freeMps: number;
-      unitYellowPercentile: number;
-      unitRedPercentile: number;
-      freeAggregationTopics: number;
-      pricePerAggregationTopic: string;
-    }),
+    ...settingsJson(stored.settings),
     halfCapacityPrice: effectiveHalfCapacityPrice(stored.settings).toString(),
     updatedAt: stored.updatedAt.toISOString(),
     updatedBy: stored.updatedBy,

@@ -65,7 +65,7 @@ function toRow(settings: BillingSettings) {
     enabled: settings.enabled,
     monthlyAllowance: settings.monthlyAllowance,
     region: settings.region,
-    regionPrices: settingsJson(settings).regionPrices as Record<string, string>,
+    regionPrices: settingsJson(settings).regionPrices,
     instancePrice: settings.instancePrice,
     freeMps: settings.freeMps,
     unitYellowPercentile: settings.unitYellowPercentile,

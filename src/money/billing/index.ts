@@ -23,6 +23,7 @@ export {
   type BillingColour,
   type BillingSettings,
   type BillingSettingsChange,
+  type BillingSettingsJson,
   billingColour,
   billingSettingsChangeSchema,
   changedSettingsFields,

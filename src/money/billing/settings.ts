@@ -140,8 +140,19 @@ export function changedSettingsFields(before: BillingSettings, after: BillingSet
   return keys.filter((key) => JSON.stringify(beforeJson[key]) !== JSON.stringify(afterJson[key]));
 }
 
+/** The settings as JSON: token amounts become decimal strings. */
+export type BillingSettingsJson = {
+  [Field in keyof BillingSettings]: BillingSettings[Field] extends bigint
+    ? string
+    : BillingSettings[Field] extends bigint | null
+      ? string | null
+      : BillingSettings[Field] extends Record<string, bigint>
+        ? Record<string, string>
+        : BillingSettings[Field];
+};
+
 /** Returns the settings as JSON, with token amounts as decimal strings and regions by name. */
-export function settingsJson(settings: BillingSettings): Record<keyof BillingSettings, unknown> {
+export function settingsJson(settings: BillingSettings): BillingSettingsJson {
   return {
     enabled: settings.enabled,
     monthlyAllowance: settings.monthlyAllowance.toString(),

@@ -1,7 +1,7 @@
 /**
- * Setup file of the money unit run: a unit test runs in one process, so opening a socket,
- * listening on a port or starting a child process fails the test at once instead of quietly
- * turning it into an integration test.
+ * Setup file of the money unit run. A unit test runs in one process, so opening a socket,
+ * listening on a port or starting a child process fails the test at once. Otherwise such a
+ * test would quietly become an integration test.
  */
 import childProcess from "node:child_process";
 import net from "node:net";

@@ -625,7 +625,7 @@ describe("aggregation billing", () => {
           rows: 5,
           bytes: 1.5 * mebibyte,
         },
-        // A small table is still one unit, an empty one is none.
+        // A small table still counts as one unit, and an empty table counts as zero.
         {
           unitNodeId: second,
           userId: heavy.userId,

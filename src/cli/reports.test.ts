@@ -62,7 +62,7 @@ function changeReports(items: ReportJson[]): ReportJson[] {
   return changed;
 }
 
-/** Forwards a request to the node, changing reports or the actor as `proxyMode` says. */
+/** Forwards a request to the node, changing reports or the actor as `proxyMode` selects. */
 async function handleProxyRequest(request: IncomingMessage, response: ServerResponse) {
   const url = new URL(request.url ?? "/", proxyOrigin);
   if (proxyMode === "redirect-actor" && url.pathname.includes("/actors/")) {

@@ -1,7 +1,7 @@
 /**
- * The price curve checked against PostgreSQL's exact `numeric` arithmetic: for random instances
+ * The price curve checked against PostgreSQL's exact `numeric` arithmetic. For random instances
  * and loads, floor(K · L² / (Q − L)²) computed by the server must equal the bigint prices that
- * billing posts, and the Unit hour charge must equal the server's slice above the free load.
+ * billing posts. The Unit hour charge must equal the server's slice above the free load.
  */
 
 import { sql } from "drizzle-orm";
@@ -98,7 +98,9 @@ describe("price curve against PostgreSQL", () => {
         const high = points[to] as bigint;
         const upper = server.get(high) as bigint | null;
         const lower = server.get(low) as bigint;
-        const expected = low === high ? 0n : upper === null ? null : upper - lower;
+        let expected: bigint | null = null;
+        if (low === high) expected = 0n;
+        else if (upper !== null) expected = upper - lower;
         expect(amountOf(loadSlicePrice(low, high, parameters)), `${low}..${high}`).toBe(expected);
       }
     }
@@ -126,7 +128,9 @@ describe("price curve against PostgreSQL", () => {
 
     loads.forEach((messages, index) => {
       const end = ends[index] ?? null;
-      const expected = messages <= 360n ? 0n : end === null ? null : end - (free as bigint);
+      let expected: bigint | null = null;
+      if (messages <= 360n) expected = 0n;
+      else if (end !== null) expected = end - (free as bigint);
       const charge = unitHourCharge(messages, settings);
       expect(amountOf(charge.price), `${messages} messages`).toBe(expected);
       expect(charge.freeMessages).toBe(messagesPerHour(0.1));

@@ -157,7 +157,7 @@ describe("payment routes", () => {
     const { order } = (await created.json()) as { order: { id: string } };
 
     const response = await request(app, `/payments/orders/${order.id}/refund`, {});
-    // The body is optional, so a plain refund without one gets the same answer.
+    // The body is optional, so a plain refund without one gets the same response.
     const withoutBody = await app.request(`/payments/orders/${order.id}/refund`, {
       method: "POST",
       headers: { authorization: `Bearer ${ADMIN}` },

@@ -84,7 +84,7 @@ export function registerUserCommands(bot: Bot, options: UserCommandOptions): voi
     await next();
   });
 
-  /** The language of a reply: the app's language, else the one stored with the link. */
+  /** Returns the language of a reply: the app's language, else the one stored with the link. */
   async function languageFor(ctx: Context & { chat: { id: number } }): Promise<TelegramLanguage> {
     const languageCode = ctx.from?.language_code;
     if (languageCode !== undefined) return languageOf(languageCode);
@@ -171,7 +171,7 @@ export function registerUserCommands(bot: Bot, options: UserCommandOptions): voi
       return texts.buyUsage(options.maxTokensPerOrder);
     }
     try {
-      // The provider sends the invoice into this chat, so the answer is the invoice itself.
+      // The provider sends the invoice into this chat, so the invoice is the reply.
       await provider.createInvoice({
         userId: chatLink.userId,
         tokens: BigInt(tokens),

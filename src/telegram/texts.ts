@@ -1,4 +1,4 @@
-/** Answers of the Telegram bot in Russian and English. */
+/** Replies and messages of the Telegram bot in Russian and English. */
 import type { TelegramLanguage } from "../db/schema/index.ts";
 
 export interface BalanceFigures {

@@ -30,7 +30,7 @@ export type AllowanceOutcome =
  * balance is 0 and the allowance is 0 nothing is posted, and a rerun repeats that outcome.
  *
  * NOTE: months are not checked for order, so a grant of an earlier month that arrives after a
- * later one resets the free tokens to the earlier allowance; the billing job only grants the
+ * later one resets the free tokens to the earlier allowance. The billing job only grants the
  * current month. Every grant locks the one `free_allowance` and `expired_free` rows, so grants
  * of all users run one at a time, as spends do on `revenue_usage`.
  */

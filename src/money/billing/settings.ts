@@ -79,7 +79,7 @@ export type BillingSettingsChange = z.input<typeof billingSettingsChangeSchema>;
 /** Raised for a settings change that is invalid; `field` names the field at fault. */
 export class InvalidBillingSettingsError extends Error {
   readonly field: string;
-  /** What is wrong with the value, without the field name. */
+  /** The problem with the value, without the field name. */
   readonly reason: string;
 
   constructor(field: string, reason: string) {

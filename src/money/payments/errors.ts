@@ -4,7 +4,7 @@ import type { PaymentOrderState, PaymentProviderId } from "../../db/schema/index
 /** Raised for an invoice or refund request that is invalid before any provider is called. */
 export class InvalidPaymentRequestError extends Error {
   readonly field: string;
-  /** What is wrong with the value, without the field name. */
+  /** The problem with the value, without the field name. */
   readonly reason: string;
 
   constructor(field: string, reason: string) {

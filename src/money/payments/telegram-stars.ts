@@ -208,7 +208,7 @@ export class TelegramStarsProvider implements PaymentProvider<Update> {
     if (!isOrderId(payload)) return "order_not_found";
     const timeoutMs = this.#options.preCheckoutTimeoutMs ?? DEFAULT_PRE_CHECKOUT_TIMEOUT_MS;
     // The deadline covers the wait for a pool connection and BEGIN too, which statement_timeout
-    // does not. The server-side limit, at twice the deadline, only ends a query nobody awaits.
+    // does not. The server-side limit, at twice the deadline, only ends a query that no caller awaits.
     const lookup = this.#options.db.transaction(async (tx) => {
       await tx.execute(sql`select set_config('statement_timeout', ${String(timeoutMs * 2)}, true)`);
       return await findOrder(tx, payload);

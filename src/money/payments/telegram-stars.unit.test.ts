@@ -450,7 +450,7 @@ describe("TelegramStarsProvider pre-checkout", () => {
       },
     } as Update;
 
-    // The fake has no such query, so it rejects the answer as Telegram does past the deadline.
+    // The fake has no such query, so it rejects the reply as Telegram does past the deadline.
     await expect(provider.handleNotification(update)).rejects.toThrow(/query is too old/);
     expect(await orderState(db, order.id)).toBe("created");
   });
